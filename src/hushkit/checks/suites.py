@@ -1,0 +1,132 @@
+"""The expectation suites the stages check their data with, one function per kind of table.
+
+Each function returns a list of GX expectations for `hushkit.checks.validate`. Tables that need counts across rows
+(speakers per corpus, splits per speaker) get them from the matching `*_frame` helper, which adds derived columns.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from hushkit.checks.gx import great_expectations
+
+CORPUS_COLUMNS = ["path", "kind", "speaker", "category", "language", "text", "voice", "duration", "sample_rate",
+                  "sha256", "source", "license"]
+MIXTURE_COLUMNS = ["id", "split", "clean_path", "noisy_path", "speaker", "language", "noise_path", "noise_category",
+                   "target_snr_db", "realized_snr_db", "level_dbfs", "duration", "sample_rate"]
+SPLITS = ["train", "val", "test"]
+
+
+def _e():
+    return great_expectations().expectations
+
+
+def audio_files(sample_rate: int, min_seconds: float, max_seconds: float | None = None,
+                min_rms_db: float = -60.0, max_peak: float = 1.0) -> list:
+    """Rows of `stats.audio_file_stats` (id column `path`): every file is usable mono audio at the project rate."""
+    E = _e()
+    return [
+        # First, so an unreadable file's reason (the `error` column) heads the message.
+        E.ExpectColumnValuesToBeInSet(column="readable", value_set=[True]),
+        # A NaN/inf sample poisons every loss and metric downstream.
+        E.ExpectColumnValuesToBeInSet(column="all_finite", value_set=[True]),
+        # Models and features assume one rate and one channel; nothing resamples silently later.
+        E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[sample_rate]),
+        E.ExpectColumnValuesToBeInSet(column="channels", value_set=[1]),
+        # Too short to crop a training segment from, or suspiciously long (a wrong file).
+        E.ExpectColumnValuesToBeBetween(column="duration", min_value=min_seconds, max_value=max_seconds),
+        # Clipping: a float file over full scale turns into distortion once written as PCM or played.
+        E.ExpectColumnValuesToBeBetween(column="peak", max_value=max_peak),
+        # Digital silence or near-silence teaches nothing and breaks SNR arithmetic (-200 dB stands for silence).
+        E.ExpectColumnValuesToBeBetween(column="rms_db", min_value=min_rms_db),
+    ]
+
+
+def corpus_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `n_speakers` (distinct speakers of speech rows) and `n_categories` (distinct categories of noise rows)."""
+    out = df.copy()
+    out["n_speakers"] = _distinct(df, "speech", "speaker")
+    out["n_categories"] = _distinct(df, "noise", "category")
+    return out
+
+
+def _distinct(df: pd.DataFrame, kind: str, column: str) -> int:
+    if "kind" not in df.columns or column not in df.columns:
+        return 0  # the required-columns expectation names what is missing
+    values = df.loc[df["kind"] == kind, column].dropna().astype(str)
+    return int(values[values.str.strip() != ""].nunique())
+
+
+def corpus_manifest(min_speakers: int, min_categories: int, sample_rate: int) -> list:
+    """The corpus manifest after `corpus_manifest_frame` (id column `path`)."""
+    E = _e()
+    return [
+        # Later stages read these columns by name.
+        E.ExpectTableColumnsToMatchSet(column_set=CORPUS_COLUMNS, exact_match=False),
+        E.ExpectColumnValuesToBeInSet(column="kind", value_set=["speech", "noise"]),
+        # One row per file: a duplicate would be mixed twice and could cross splits.
+        E.ExpectColumnValuesToBeUnique(column="path"),
+        # The digest is what makes a download reproducible; it must be a full lowercase SHA-256.
+        E.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$"),
+        E.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[sample_rate]),
+        E.ExpectColumnValuesToBeBetween(column="duration", min_value=0.0, strict_min=True),
+        # Speaker-disjoint splits and noise variety need enough distinct speakers and categories.
+        E.ExpectColumnMinToBeBetween(column="n_speakers", min_value=min_speakers),
+        E.ExpectColumnMinToBeBetween(column="n_categories", min_value=min_categories),
+    ]
+
+
+def mixture_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `snr_error_db` = |realized - target|, and `speaker_splits` / `noise_splits`: in how many distinct splits
+    the row's speaker / noise file appears (1 when splits are disjoint; NaN when the key is missing)."""
+    out = df.copy()
+    if {"realized_snr_db", "target_snr_db"} <= set(df.columns):
+        out["snr_error_db"] = (df["realized_snr_db"].astype(float) - df["target_snr_db"].astype(float)).abs()
+    for key, derived in (("speaker", "speaker_splits"), ("noise_path", "noise_splits")):
+        if {key, "split"} <= set(df.columns):
+            out[derived] = df.groupby(key)["split"].transform("nunique").astype(float)
+    return out
+
+
+def mixture_manifest(snr_tolerance_db: float) -> list:
+    """The mixture manifest after `mixture_manifest_frame` (id column `noisy_path`)."""
+    E = _e()
+    return [
+        E.ExpectTableColumnsToMatchSet(column_set=MIXTURE_COLUMNS, exact_match=False),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
+        E.ExpectColumnValuesToBeUnique(column="id"),
+        E.ExpectColumnValuesToBeUnique(column="noisy_path"),
+        # The mixer must hit the SNR it was asked for, or the per-SNR evaluation means nothing.
+        E.ExpectColumnValuesToBeBetween(column="snr_error_db", max_value=snr_tolerance_db),
+        # A speaker or noise recording seen in training and test inflates the test scores.
+        E.ExpectColumnValuesToBeBetween(column="speaker_splits", min_value=1, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="noise_splits", min_value=1, max_value=1),
+    ]
+
+
+def feature_arrays(dtype: str | None = "float32") -> list:
+    """Rows of `stats.array_stats` (id column `name`): packed 1-D waveforms the training loader can use as is."""
+    E = _e()
+    exps = [
+        # One NaN in a batch turns the loss and then every weight into NaN.
+        E.ExpectColumnValuesToBeInSet(column="all_finite", value_set=[True]),
+        # Waveforms are in [-1, 1]; more means a gain bug upstream.
+        E.ExpectColumnValuesToBeBetween(column="peak", max_value=1.0),
+        # The loader slices one flat array by offsets.
+        E.ExpectColumnValuesToBeInSet(column="ndim", value_set=[1]),
+        E.ExpectColumnValuesToBeBetween(column="size", min_value=1),
+    ]
+    if dtype is not None:
+        exps.append(E.ExpectColumnValuesToBeInSet(column="dtype", value_set=[dtype]))
+    return exps
+
+
+def evaluation_scores() -> list:
+    """Per-file scores of the evaluate stage (id column `path` = "<id>:<system>"): every metric measured and in
+    its range, so a mean in metrics.json never hides a failed or absurd score."""
+    E = _e()
+    return [
+        E.ExpectColumnValuesToBeBetween(column="pesq", min_value=1.0, max_value=4.65),
+        E.ExpectColumnValuesToBeBetween(column="stoi", min_value=0.0, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="estoi", min_value=-1.0, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="si_sdr", min_value=-100.0, max_value=100.0),
+    ]

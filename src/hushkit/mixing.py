@@ -1,0 +1,53 @@
+"""Mixing clean speech with noise at a controlled SNR: the pure functions behind the mix stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hushkit.audio import active_power, rms_db
+
+PEAK_LIMIT = 0.99
+
+
+@dataclass
+class Mixture:
+    clean: np.ndarray
+    noisy: np.ndarray
+    realized_snr_db: float
+    level_dbfs: float
+
+
+def noise_segment(noise: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `length`-sample stretch of `noise`, looped when the clip is shorter than the speech."""
+    if len(noise) < length:
+        noise = np.tile(noise, int(np.ceil(length / len(noise))) + 1)
+    start = int(rng.integers(0, len(noise) - length + 1))
+    return noise[start : start + length]
+
+
+def snr_db(clean: np.ndarray, noise: np.ndarray, sample_rate: int) -> float:
+    """SNR over the active speech frames, so pauses do not lower the speech level (as SNR is usually meant)."""
+    noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
+    return 10.0 * float(np.log10(active_power(clean, sample_rate) / max(noise_power, 1e-20)))
+
+
+def mix_at_snr(
+    clean: np.ndarray, noise: np.ndarray, target_snr_db: float, level_dbfs: float, sample_rate: int
+) -> Mixture:
+    """clean + noise scaled to `target_snr_db`; both then scaled to `level_dbfs` RMS and, if needed, down to a
+    peak of 0.99, so nothing clips and the SNR is untouched by the gain."""
+    if len(noise) != len(clean):
+        raise ValueError(f"noise ({len(noise)}) and clean ({len(clean)}) lengths differ")
+    clean = clean.astype(np.float64)
+    noise = noise.astype(np.float64)
+    current = snr_db(clean, noise, sample_rate)
+    noise = noise * 10.0 ** ((current - target_snr_db) / 20.0)
+    noisy = clean + noise
+    gain = 10.0 ** ((level_dbfs - rms_db(noisy)) / 20.0)
+    peak = max(np.max(np.abs(noisy)), np.max(np.abs(clean))) * gain
+    if peak > PEAK_LIMIT:
+        gain *= PEAK_LIMIT / peak
+    clean32, noisy32 = (clean * gain).astype(np.float32), (noisy * gain).astype(np.float32)
+    realized = snr_db(clean32, noisy32 - clean32, sample_rate)
+    return Mixture(clean=clean32, noisy=noisy32, realized_snr_db=realized, level_dbfs=rms_db(noisy32))

@@ -1,0 +1,20 @@
+"""The model library: every architecture maps a noisy waveform (B, T) to an enhanced one of the same shape.
+
+Importing this package registers every architecture; ``build_model(name, **args)`` makes one,
+``save_checkpoint`` / ``load_checkpoint`` round-trip it through a self-describing file.
+"""
+from __future__ import annotations
+
+from hushkit.models import crced  # noqa: F401  (registers "crced")
+from hushkit.models.base import Denoiser, SpectralMaskDenoiser, available_models, build_model, register_model
+from hushkit.models.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = [
+    "Denoiser",
+    "SpectralMaskDenoiser",
+    "available_models",
+    "build_model",
+    "load_checkpoint",
+    "register_model",
+    "save_checkpoint",
+]

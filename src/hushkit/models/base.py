@@ -1,0 +1,233 @@
+"""The Denoiser contract, the model registry, and the shared spectral-mask machinery.
+
+Every model maps a noisy waveform batch ``(B, T)`` float32 at ``model.sample_rate`` to an enhanced waveform of
+exactly the same shape, for any ``T >= 1``. That keeps training, evaluation, export and inference the same code
+for every architecture.
+
+Constructor arguments are recorded automatically (``model.config``, a JSON-serialisable dict), so that
+``build_model(model.name, **model.config)`` rebuilds an identical architecture: a checkpoint needs nothing but
+itself. Subclasses just declare keyword arguments with defaults; tuples are recorded as lists.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from hushkit.models.stft import ConvISTFT, ConvSTFT
+
+_REGISTRY: dict[str, type["Denoiser"]] = {}
+
+D = TypeVar("D", bound=type["Denoiser"])
+
+
+def register_model(name: str) -> Callable[[D], D]:
+    """Class decorator: make a Denoiser buildable by `name` (case-insensitive)."""
+    key = name.lower()
+
+    def decorate(cls: D) -> D:
+        if not (isinstance(cls, type) and issubclass(cls, Denoiser)):
+            raise TypeError(f"@register_model({name!r}) needs a Denoiser subclass, got {cls!r}")
+        if key in _REGISTRY and _REGISTRY[key] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[key].__qualname__}")
+        cls.name = key
+        _REGISTRY[key] = cls
+        return cls
+
+    return decorate
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type["Denoiser"]:
+    try:
+        return _REGISTRY[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(available_models()) or '(none)'}") \
+            from None
+
+
+def build_model(name: str, **kwargs: Any) -> "Denoiser":
+    """Instantiate the registered model `name` (case-insensitive) with constructor `kwargs`."""
+    cls = model_class(name)
+    try:
+        inspect.signature(cls.__init__).bind(None, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"model {cls.name!r}: bad arguments {sorted(kwargs)}: {err}") from None
+    return cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples become lists (JSON has no tuples); anything JSON cannot hold is refused at construction time."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:  # numpy/torch scalar
+        return value.item()
+    return value
+
+
+def _record_config(init: Callable[..., None]) -> Callable[..., None]:
+    signature = inspect.signature(init)
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise TypeError(f"{init.__qualname__}: *args cannot be recorded in model.config; use keyword arguments")
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        outermost = "_config_depth" not in self.__dict__
+        self.__dict__["_config_depth"] = self.__dict__.get("_config_depth", 0) + 1
+        try:
+            if outermost:
+                bound = signature.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                config: dict[str, Any] = {}
+                for key, value in list(bound.arguments.items())[1:]:
+                    if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                        config.update(value)
+                    else:
+                        config[key] = value
+                config = _jsonable(config)
+                try:
+                    json.dumps(config)
+                except TypeError as err:
+                    raise TypeError(f"{type(self).__name__}: constructor arguments must be JSON-serialisable "
+                                    f"to be recorded in model.config: {err}") from None
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_config_depth"] -= 1
+        if outermost:
+            del self.__dict__["_config_depth"]
+            self.config = config
+
+    return __init__
+
+
+class Denoiser(nn.Module):
+    """Base of every model: ``forward(noisy (B, T)) -> enhanced (B, T)`` at ``self.sample_rate``.
+
+    Subclasses: take keyword arguments only (recorded in ``self.config``), call
+    ``super().__init__(sample_rate=sample_rate)``, implement ``forward`` and ``algorithmic_latency_samples``,
+    and, if they learn input statistics, ``prepare``.
+    """
+
+    name: ClassVar[str] = ""  # set by @register_model
+    config: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _record_config(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        super().__init__()
+        if int(sample_rate) <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        self.sample_rate = int(sample_rate)
+        if not hasattr(self, "config"):  # the base used directly: nothing to rebuild, but keep the contract
+            self.config = {"sample_rate": self.sample_rate}
+
+    @property
+    def algorithmic_latency_samples(self) -> int:
+        """Samples an output sample waits for (window length and look-ahead), for a streaming implementation."""
+        raise NotImplementedError(f"{type(self).__name__} must define algorithmic_latency_samples")
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def prepare(self, noisy: Tensor | Iterable[Tensor]) -> None:
+        """Learn whatever input statistics the model needs from training noisy audio ((B, T) batches), once,
+        before training. The default: nothing to learn."""
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, sample_rate={self.sample_rate}"
+
+
+class SpectralMaskDenoiser(Denoiser):
+    """Shared machinery of STFT-mask models: ConvSTFT → normalised log1p magnitude features → ``estimate_mask``
+    (the architecture) → mask in [0, 1] × noisy complex spectrum (noisy phase) → ConvISTFT.
+
+    Subclasses implement ``estimate_mask(features (B, F, frames)) -> mask (B, F, frames)`` with values in [0, 1].
+    The per-frequency input normalisation (``input_mean``, ``input_std`` buffers, saved in the state_dict) is
+    learnt once by ``prepare`` / ``set_input_stats``; defaults 0 and 1 are the identity.
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 256, hop: int = 128, window: str = "sqrt_hann"):
+        super().__init__(sample_rate=sample_rate)
+        self.n_fft, self.hop = int(n_fft), int(hop)
+        self.stft = ConvSTFT(self.n_fft, self.hop, window)
+        self.istft = ConvISTFT(self.n_fft, self.hop, window)
+        self.n_bins = self.n_fft // 2 + 1
+        self.register_buffer("input_mean", torch.zeros(self.n_bins))
+        self.register_buffer("input_std", torch.ones(self.n_bins))
+
+    @property
+    def algorithmic_latency_samples(self) -> int:
+        # Frame-based overlap-add: the first hop of output is complete once a whole window has arrived
+        # (the worst single sample waits n_fft - 1 samples). Subclasses with look-ahead frames add hop per frame.
+        return self.n_fft
+
+    def input_features(self, noisy: Tensor) -> Tensor:
+        """Un-normalised features, (B, F, frames): log1p of the noisy STFT magnitude."""
+        real, imag = self.stft(noisy)
+        return self._log_magnitude(real, imag)
+
+    @staticmethod
+    def _log_magnitude(real: Tensor, imag: Tensor) -> Tensor:
+        return torch.log1p(torch.sqrt(real * real + imag * imag + 1e-12))
+
+    def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Per-frequency mean and standard deviation of `input_features` over training data."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        for label, value in (("mean", mean), ("std", std)):
+            if value.numel() != self.n_bins:
+                raise ValueError(f"input {label} must have {self.n_bins} values (one per bin), got {value.numel()}")
+            if not torch.isfinite(value).all():
+                raise ValueError(f"input {label} has non-finite values")
+        if (std <= 0).any():
+            raise ValueError("input std must be positive")
+        self.input_mean.copy_(mean.to(self.input_mean.device))
+        self.input_std.copy_(std.to(self.input_std.device))
+
+    @torch.no_grad()
+    def prepare(self, noisy: Tensor | Iterable[Tensor]) -> None:
+        batches = [noisy] if isinstance(noisy, Tensor) else noisy
+        total, total_sq, count = None, None, 0
+        device = self.input_mean.device
+        for batch in batches:
+            batch = torch.as_tensor(batch, dtype=torch.float32, device=device)
+            if batch.dim() == 1:
+                batch = batch[None]
+            feats = self.input_features(batch).double()  # (B, F, frames)
+            s, s2 = feats.sum(dim=(0, 2)), (feats * feats).sum(dim=(0, 2))
+            total = s if total is None else total + s
+            total_sq = s2 if total_sq is None else total_sq + s2
+            count += feats.shape[0] * feats.shape[2]
+        if not count:
+            raise ValueError("prepare() needs at least one non-empty batch of noisy audio")
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-5)
+        self.set_input_stats(mean.float(), std.float())
+
+    def estimate_mask(self, features: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, noisy: Tensor) -> Tensor:
+        squeeze = noisy.dim() == 1
+        if squeeze:
+            noisy = noisy[None]
+        real, imag = self.stft(noisy)
+        feats = self._log_magnitude(real, imag)
+        feats = (feats - self.input_mean[:, None]) / self.input_std[:, None]
+        mask = self.estimate_mask(feats)
+        enhanced = self.istft(real * mask, imag * mask, noisy.shape[-1])
+        return enhanced[0] if squeeze else enhanced

@@ -1,0 +1,122 @@
+"""Self-describing checkpoints: the file alone rebuilds the model (name + constructor args + weights).
+
+Payload (a plain dict, written atomically with ``torch.save``)::
+
+    {"format": "hushkit-checkpoint/1", "model": name, "args": model.config, "state_dict": ...,
+     "sample_rate": int, "versions": {"hushkit", "torch", "python"}, **extra}
+
+Everything in it is tensors, containers and primitives, so loading uses ``torch.load(weights_only=True)``: a
+checkpoint cannot execute code. ``save_checkpoint`` converts numpy scalars/arrays and paths in ``extra`` to
+those types and refuses anything else up front (rather than writing a file that will not load).
+"""
+from __future__ import annotations
+
+import os
+import platform
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import hushkit
+from hushkit.io import atomic_path
+from hushkit.models.base import Denoiser, build_model
+
+FORMAT = "hushkit-checkpoint/1"
+RESERVED = ("format", "model", "args", "state_dict", "sample_rate", "versions")
+
+
+def _plain(value: Any, where: str) -> Any:
+    """`value` as types `torch.load(weights_only=True)` accepts; TypeError naming `where` otherwise."""
+    if value is None or isinstance(value, (torch.Tensor, torch.Size, torch.dtype, torch.device)):
+        return value
+    for kind in (bool, int, float, str, bytes):  # subclasses (e.g. torch.__version__, IntEnum) as the base type
+        if isinstance(value, kind):
+            return value if type(value) is kind else kind(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, OrderedDict):
+        return OrderedDict((k, _plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"checkpoint entry {where} has type {type(value).__name__}, which a weights-only load "
+                    "cannot restore; store tensors, numbers, strings, lists or dicts")
+
+
+def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> Path:
+    """Write `model` (and any `extra` entries: epoch, optimizer state, metrics, ...) to `path` atomically."""
+    if not isinstance(model, Denoiser) or not model.name:
+        raise TypeError(f"save_checkpoint needs a registered Denoiser, got {type(model).__name__}")
+    clash = sorted(set(extra) & set(RESERVED))
+    if clash:
+        raise ValueError(f"extra checkpoint entries {clash} would overwrite reserved keys {list(RESERVED)}")
+    payload = {
+        "format": FORMAT,
+        "model": model.name,
+        "args": _plain(model.config, "args"),
+        "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
+        "sample_rate": int(model.sample_rate),
+        "versions": {"hushkit": str(hushkit.__version__), "torch": str(torch.__version__),
+                     "python": platform.python_version()},
+        **{key: _plain(value, repr(key)) for key, value in extra.items()},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The raw payload of a checkpoint file, validated; ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle, zip and weights-only errors all mean "not one of ours"
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+        detail = next((line for line in lines if "WeightsUnpickler error" in line), lines[0])
+        raise ValueError(f"{path}: not a hushkit checkpoint (torch.load failed: {type(err).__name__}: {detail})") \
+            from err
+    if not isinstance(payload, dict) or "format" not in payload:
+        raise ValueError(f"{path}: not a hushkit checkpoint (no 'format' entry; found {type(payload).__name__})")
+    if payload["format"] != FORMAT:
+        raise ValueError(f"{path}: unsupported checkpoint format {payload['format']!r} (this hushkit reads {FORMAT})")
+    missing = [key for key in RESERVED if key not in payload]
+    if missing:
+        raise ValueError(f"{path}: corrupt hushkit checkpoint, missing {missing}")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Denoiser, dict[str, Any]]:
+    """Rebuild the model from the file alone (registry name + args + weights), in eval mode.
+
+    Returns ``(model, meta)``; ``meta`` is the payload without the state_dict (model, args, sample_rate,
+    versions and whatever extra entries were saved).
+    """
+    path = Path(path)
+    payload = read_checkpoint(path, map_location)
+    try:
+        model = build_model(payload["model"], **payload["args"])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: cannot rebuild model {payload['model']!r}: {err}") from err
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit model {payload['model']!r}: {err}") from err
+    if model.sample_rate != payload["sample_rate"]:
+        raise ValueError(f"{path}: sample_rate {payload['sample_rate']} disagrees with the model's "
+                         f"{model.sample_rate}")
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        model.to(map_location)
+    model.eval()
+    meta = {key: value for key, value in payload.items() if key != "state_dict"}
+    return model, meta

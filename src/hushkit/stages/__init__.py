@@ -1,0 +1,1 @@
+"""Pipeline stages, one module each: download → mix → features → train → evaluate → export."""

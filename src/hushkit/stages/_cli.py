@@ -1,0 +1,41 @@
+"""The command-line shell every stage shares: read its params section, run, turn known errors into one clear line."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from hushkit.params import load_params
+
+
+def stage_main(
+    section: str, run: Callable[..., Any], argv: list[str] | None = None, sections: dict[str, str] | None = None
+) -> None:
+    """`run(params, **paths)`: each keyword-only parameter of `run` becomes a --path option, except those named in
+    `sections` (keyword → params section), which receive that other params section (e.g. the shared `mlflow`)."""
+    sections = sections or {}
+    parser = argparse.ArgumentParser(prog=f"python -m hushkit.stages.{section}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    path_args = [p for p in inspect.signature(run).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    for param in path_args:
+        if param.name in sections:
+            continue
+        option = "--" + param.name.replace("_", "-")
+        parser.add_argument(option, dest=param.name, type=Path, required=param.default is inspect.Parameter.empty,
+                            default=None if param.default is inspect.Parameter.empty else param.default)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    kwargs = {p.name: getattr(args, p.name) for p in path_args if p.name not in sections}
+    kwargs.update({name: params.get(key, {}) for name, key in sections.items()})
+    try:
+        run(params[section], **kwargs)
+    except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback
+        from hushkit.audio import AudioReadError
+        from hushkit.checks import DataCheckError
+
+        if isinstance(err, (DataCheckError, AudioReadError, ValueError, FileNotFoundError)):
+            print(f"{section}: {err}", file=sys.stderr)
+            sys.exit(1)
+        raise

@@ -1,0 +1,95 @@
+"""export: ONNX (dynamic length) checked against torch on test audio, then registered in MLflow as `challenger`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hushkit import __version__, tracking
+from hushkit.audio import read_audio
+from hushkit.io import atomic_path, read_table, sha256_file, write_json
+from hushkit.inference import read_run_id
+from hushkit.models import load_checkpoint
+from hushkit.models.onnx_export import export_onnx, onnx_parity
+from hushkit.stages._cli import stage_main
+
+ALIAS = "challenger"
+
+
+def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """Record what the ONNX graph needs to be used alone: its sample rate and where it came from."""
+    graph = onnx.load(str(path))
+    entries = {"sample_rate": str(meta["sample_rate"]), "model": meta["model"], "hushkit": __version__,
+               "args": json.dumps(meta["args"], sort_keys=True)}
+    for key, value in entries.items():
+        graph.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(graph, str(tmp))
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str]):
+    """Log the pyfunc model (checkpoint + ONNX) to the training run and make the new version the challenger."""
+    from mlflow import MlflowClient
+
+    from hushkit.serving import HushkitDenoiser
+
+    mlflow = tracking.setup(mlflow_params)
+    name = mlflow_params.get("registered_model", "hushkit-denoiser")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=HushkitDenoiser(),
+            artifacts={"checkpoint": str(checkpoint), "onnx": str(onnx_path)},
+            pip_requirements=[f"hushkit=={__version__}"], registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, ALIAS, version)
+    return {"name": name, "version": version, "alias": ALIAS, "model_uri": f"models:/{name}@{ALIAS}"}
+
+
+def run(params: dict[str, Any], *, model: Path, mix: Path, evaluation: Path, train_run: Path, out: Path,
+        mlflow_params: dict[str, Any]) -> None:
+    model, mix, out = Path(model), Path(mix), Path(out)
+    net, meta = load_checkpoint(model)
+    onnx_path = export_onnx(net, out / "model.onnx", opset=int(params["opset"]))
+    stamp_metadata(onnx_path, meta)
+    # Parity on real test audio of a length unlike the export example: proves the time axis is dynamic.
+    test = read_table(mix / "manifest.csv").query("split == 'test'").sort_values("id")
+    audio, _ = read_audio(mix / test.noisy_path.iat[0])
+    error = onnx_parity(net, onnx_path, audio)
+    if not error <= float(params["atol"]):
+        raise ValueError(f"{onnx_path}: ONNX output differs from torch by {error:.2e} > atol {params['atol']} "
+                         f"on {mix / test.noisy_path.iat[0]}")
+    scores = json.loads(Path(evaluation).read_text())
+    tags = {"architecture": meta["model"], "git_commit": git_commit(),
+            "data_manifest_sha256": sha256_file(mix / "manifest.csv"),
+            "params_sha256": hashlib.sha256(json.dumps(meta.get("train_params", {}), sort_keys=True).encode())
+            .hexdigest(),
+            **{f"test_{k}": f"{v:.4f}" for k, v in scores[meta["model"]].items()}}
+    registry = register(mlflow_params, read_run_id(train_run), model, onnx_path, tags)
+    write_json(out / "export.json", {"onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
+                                     "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
+                                     "registry": registry})
+    print(f"export: {onnx_path} (max |onnx - torch| = {error:.1e}); registered {registry['name']} "
+          f"v{registry['version']} as @{ALIAS}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage_main("export", run, argv, sections={"mlflow_params": "mlflow"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from hushkit import __version__
+from hushkit.cli import app
+from hushkit.models import build_model, save_checkpoint
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, build_model("crced", sample_rate=16000).eval())
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_model(checkpoint):
+    from hushkit.models import load_checkpoint
+    from hushkit.models.onnx_export import export_onnx
+    from hushkit.stages.export import stamp_metadata
+
+    model, meta = load_checkpoint(checkpoint)
+    path = export_onnx(model, checkpoint.with_suffix(".onnx"))
+    stamp_metadata(path, meta)
+    return path
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("rate, channels, suffix, subtype", [(44100, 2, ".wav", "PCM_16"), (8000, 1, ".flac", "PCM_24")])
+def test_enhance_keeps_rate_channels_and_subtype(tmp_path, checkpoint, onnx_model, rate, channels, suffix, subtype):
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((int(1.3 * rate), channels))).astype(np.float32)
+    src = tmp_path / f"in{suffix}"
+    sf.write(src, audio, rate, subtype=subtype)
+    for model in (checkpoint, onnx_model):
+        dst = tmp_path / f"out_{model.suffix[1:]}{suffix}"
+        result = runner.invoke(app, ["enhance", str(src), "-o", str(dst), "--model", str(model)])
+        assert result.exit_code == 0, result.output
+        info = sf.info(dst)
+        assert (info.samplerate, info.channels, info.frames, info.subtype) == (rate, channels, len(audio), subtype)
+
+
+@pytest.mark.parametrize("content", [b"just some text\n", b""])
+def test_enhance_rejects_non_audio_with_one_line(tmp_path, checkpoint, content):
+    src = tmp_path / "notes.wav"
+    src.write_bytes(content)
+    result = runner.invoke(app, ["enhance", str(src), "-o", str(tmp_path / "out.wav"), "--model", str(checkpoint)])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(src) in lines[0]
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_enhance_missing_model_is_a_clear_error(tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(1600, np.float32), 16000)
+    result = runner.invoke(app, ["enhance", str(src), "-o", str(tmp_path / "o.wav"), "--model", "nope.pt"])
+    assert result.exit_code != 0 and "nope.pt" in result.output
