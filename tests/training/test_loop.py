@@ -36,3 +36,17 @@ def test_short_training_lowers_validation_loss_and_logs_every_epoch(splits):
     for _, metrics in logged:
         assert {"train_loss", "val_loss", "grad_norm_mean", "lr"} <= set(metrics)
         assert math.isfinite(metrics["grad_norm_mean"]) and metrics["grad_norm_mean"] > 0
+
+
+def test_ema_weights_are_validated_and_kept(splits):
+    torch.manual_seed(0)
+    train, val = splits
+    model = build_model("crced", sample_rate=16000)
+    config = TrainConfig(epochs=1, batch_size=4, steps_per_epoch=4, lr=3e-3, weight_decay=0.0, segment=8000,
+                         ema_decay=0.9)
+    trainer = Trainer(model, train, val, config, torch.device("cpu"))
+    trainer.fit()
+    assert trainer.evaluated_model is trainer.ema.module
+    kept = trainer.model.state_dict()
+    for key, value in trainer.ema.module.state_dict().items():
+        assert torch.equal(kept[key], value), key  # the model ends with the averaged weights

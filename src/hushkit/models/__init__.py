@@ -5,9 +5,18 @@ Importing this package registers every architecture; ``build_model(name, **args)
 """
 from __future__ import annotations
 
-from hushkit.models import crced  # noqa: F401  (registers "crced")
+import importlib
+import pkgutil
+
 from hushkit.models.base import Denoiser, SpectralMaskDenoiser, available_models, build_model, register_model
 from hushkit.models.checkpoint import load_checkpoint, save_checkpoint
+
+# Every module of this package that is not infrastructure defines (and registers) one architecture:
+# adding a model is adding a file.
+_INFRASTRUCTURE = {"base", "checkpoint", "onnx_export", "stft"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "Denoiser",

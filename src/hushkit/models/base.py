@@ -152,7 +152,7 @@ class Denoiser(nn.Module):
 
 
 class SpectralMaskDenoiser(Denoiser):
-    """Shared machinery of STFT-mask models: ConvSTFT → normalised log1p magnitude features → ``estimate_mask``
+    """Shared machinery of STFT-mask models: ConvSTFT → normalised log-power features → ``estimate_mask``
     (the architecture) → mask in [0, 1] × noisy complex spectrum (noisy phase) → ConvISTFT.
 
     Subclasses implement ``estimate_mask(features (B, F, frames)) -> mask (B, F, frames)`` with values in [0, 1].
@@ -176,13 +176,15 @@ class SpectralMaskDenoiser(Denoiser):
         return self.n_fft
 
     def input_features(self, noisy: Tensor) -> Tensor:
-        """Un-normalised features, (B, F, frames): log1p of the noisy STFT magnitude."""
+        """Un-normalised features, (B, F, frames): log power of the noisy STFT, floored at -100 dB."""
         real, imag = self.stft(noisy)
         return self._log_magnitude(real, imag)
 
     @staticmethod
     def _log_magnitude(real: Tensor, imag: Tensor) -> Tensor:
-        return torch.log1p(torch.sqrt(real * real + imag * imag + 1e-12))
+        # A true log, not log1p: speech sits at -20..-40 dBFS where log1p(|X|) is nearly linear and would hand
+        # the network a heavy-tailed, badly conditioned input.
+        return torch.log(real * real + imag * imag + 1e-10)
 
     def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
         """Per-frequency mean and standard deviation of `input_features` over training data."""

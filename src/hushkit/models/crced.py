@@ -15,7 +15,7 @@ As in the paper:
   a repeat is added to the output of layer j of the next repeat (same shape), which keeps the cascade trainable;
 * the noisy phase is used for reconstruction.
 
-Our variant: features are log1p(|STFT|) normalised per frequency (``input_mean``/``input_std``, learnt once by
+Our variant: features are log power, log(|STFT|^2), normalised per frequency (``input_mean``/``input_std``, learnt once by
 ``prepare``), and the output layer is a sigmoid mask in [0, 1] on the noisy complex spectrum, inverted by a
 conv-transpose ISTFT inside the model (waveform in, waveform out, one ONNX graph).
 """

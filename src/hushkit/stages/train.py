@@ -58,7 +58,7 @@ def run(params: dict[str, Any], *, features: Path, out: Path, mlflow_params: dic
     config = TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
                          steps_per_epoch=params["steps_per_epoch"], lr=params["lr"],
                          weight_decay=params["weight_decay"], segment=summary["segment_samples"],
-                         seed=params["seed"], loss=params["loss"])
+                         seed=params["seed"], loss=params["loss"], ema_decay=params.get("ema_decay", 0.0))
 
     mlflow = tracking.setup(mlflow_params)
     with mlflow.start_run(run_name=f"train-{params['model']}") as run:

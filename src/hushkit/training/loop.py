@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hushkit.training.data import PackedSplit
@@ -25,6 +26,7 @@ class TrainConfig:
     segment: int  # samples per training crop
     seed: int = 0
     grad_clip: float = 5.0
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     loss: dict[str, float] = field(default_factory=lambda: {"spectral": 1.0})
 
 
@@ -55,6 +57,9 @@ class Trainer:
             self.optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         )
         self.rng = np.random.default_rng(config.seed)
+        # Short CPU runs end on a noisy iterate; the weight average is a smoother, usually better model.
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                    if config.ema_decay > 0 else None)
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_val = math.inf
@@ -71,14 +76,21 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return float(loss.detach()), float(grad_norm)
+
+    @property
+    def evaluated_model(self) -> torch.nn.Module:
+        """The weights that are validated and kept: the moving average when enabled."""
+        return self.ema.module if self.ema is not None else self.model
 
     @torch.no_grad()
     def validate(self) -> float:
-        self.model.eval()
+        model = self.evaluated_model.eval()
         losses, weights = [], []
         for noisy, clean in self.val.fixed_batches(self.config.batch_size, self.config.segment):
-            losses.append(float(self.loss_fn(self.model(self._tensor(noisy)), self._tensor(clean))))
+            losses.append(float(self.loss_fn(model(self._tensor(noisy)), self._tensor(clean))))
             weights.append(len(noisy))
         return float(np.average(losses, weights=weights))
 
@@ -110,8 +122,14 @@ class Trainer:
                     raise FloatingPointError(f"training diverged at epoch {epoch}: loss {metrics['train_loss']}")
                 if val_loss < self.best_val:
                     self.best_val = val_loss
-                    self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+                    state = self.evaluated_model.state_dict()
+                    self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in state.items()})
                 self.history.append({"epoch": epoch, **metrics})
+                progress.console.print(
+                    f"epoch {epoch}/{cfg.epochs}: train {metrics['train_loss']:.4f}  val {val_loss:.4f}  "
+                    f"grad-norm {metrics['grad_norm_mean']:.3f}  lr {metrics['lr']:.2e}  "
+                    f"({metrics['epoch_seconds']:.0f} s)"
+                )
                 self.on_epoch(metrics, epoch)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
