@@ -82,9 +82,9 @@ def test_registry_and_tracking(repo):
 
 def test_dag_and_nothing_reruns_when_nothing_changed(repo):
     repo, env = repo
-    dag = run(["dvc", "dag", "--md"], repo, env).stdout
+    dag = run(["dvc", "dag", "--dot"], repo, env).stdout
     for upstream, downstream in zip(STAGES, STAGES[1:]):
-        assert f"{upstream} --> {downstream}" in dag
+        assert f'"{upstream}" -> "{downstream}"' in dag
     again = run(["dvc", "repro"], repo, env).stdout
     assert "Running stage" not in again
     for stage in STAGES:

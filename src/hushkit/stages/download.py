@@ -26,16 +26,16 @@ def run(params: dict[str, Any], *, out: Path) -> None:
     speech = params["speech"]
     noise = params["noise"]
     checks = out / "checks"
-    check_audio_files(out, list(manifest.path[manifest.kind == "speech"]), name="download output 'speech files'",
+    check_audio_files(out, list(manifest.path[manifest.kind == "speech"]), name="download output: speech files",
                       report_path=checks / "speech_files.json", sample_rate=rate,
                       min_seconds=speech["min_seconds"], max_seconds=speech["max_seconds"])
-    check_audio_files(out, list(manifest.path[manifest.kind == "noise"]), name="download output 'noise files'",
+    check_audio_files(out, list(manifest.path[manifest.kind == "noise"]), name="download output: noise files",
                       report_path=checks / "noise_files.json", sample_rate=rate,
                       min_seconds=0.99 * noise["seconds"], max_seconds=1.01 * noise["seconds"])
     min_speakers = len(speech["languages"]) * speech["speakers_per_language"]
     validate(suites.corpus_manifest_frame(manifest),
              suites.corpus_manifest(min_speakers, len(noise["categories"]), rate),
-             name="download output 'corpus manifest'", report_path=checks / "manifest.json")
+             name="download output: corpus manifest", report_path=checks / "manifest.json")
     write_table(out / "manifest.csv", manifest)
     n_speech = int((manifest.kind == "speech").sum())
     Console(stderr=True).print(

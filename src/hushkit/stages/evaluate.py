@@ -43,7 +43,7 @@ def run(params: dict[str, Any], *, mix: Path, model: Path, train_run: Path, out:
     test = read_table(mix / "manifest.csv").query("split == 'test'").sort_values("id")
     if params.get("max_files"):
         test = test.head(int(params["max_files"]))
-    check_mixture_files(mix, test, name="evaluate input 'test mixtures'", report_path=out / "checks" / "input.json")
+    check_mixture_files(mix, test, name="evaluate input: test mixtures", report_path=out / "checks" / "input.json")
     net, meta = load_checkpoint(model)
     system = meta["model"]
     rate = int(test.sample_rate.iat[0])
@@ -61,7 +61,7 @@ def run(params: dict[str, Any], *, mix: Path, model: Path, train_run: Path, out:
     scores = score_pairs(jobs, workers=os.cpu_count() or 1)
     per_file = pd.DataFrame([{**key, **score} for key, score in zip(keys, scores)])
     validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
-             name="evaluate output 'per-file scores'", report_path=out / "checks" / "scores.json")
+             name="evaluate output: per-file scores", report_path=out / "checks" / "scores.json")
     write_table(out / "per_file.csv", per_file)
     summary = summarize(per_file, system)
     write_json(out / "metrics.json", summary)

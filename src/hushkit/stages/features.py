@@ -39,9 +39,9 @@ def run(params: dict[str, Any], *, mix: Path, out: Path, mix_params: dict[str, A
     mixtures = read_table(mix / "manifest.csv")
     checks = out / "checks"
     validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(mix_params["snr_tolerance_db"]),
-             name="features input 'mixture manifest'", report_path=checks / "input_manifest.json",
+             name="features input: mixture manifest", report_path=checks / "input_manifest.json",
              id_column="noisy_path")
-    check_mixture_files(mix, mixtures, name="features input 'mixture files'", report_path=checks / "input_files.json")
+    check_mixture_files(mix, mixtures, name="features input: mixture files", report_path=checks / "input_files.json")
 
     rate = int(mixtures.sample_rate.iat[0])
     segment = int(round(params["segment_seconds"] * rate))
@@ -54,7 +54,7 @@ def run(params: dict[str, Any], *, mix: Path, out: Path, mix_params: dict[str, A
         write_npy(out / split / "noisy.npy", noisy)
         write_table(out / split / "index.csv", index)
         summary["splits"][split] = {"utterances": len(index), "seconds": round(len(clean) / rate, 3)}
-    validate(pd.DataFrame(stats), suites.feature_arrays(), name="features output 'packed arrays'",
+    validate(pd.DataFrame(stats), suites.feature_arrays(), name="features output: packed arrays",
              report_path=checks / "output_arrays.json", id_column="name")
     write_json(out / "summary.json", summary)
     print("features: " + ", ".join(f"{s}: {v['utterances']} utterances, {v['seconds'] / 60:.1f} min"

@@ -77,7 +77,7 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
     corpus, out = Path(corpus), Path(out)
     manifest = read_table(corpus / "manifest.csv")
     rate = int(manifest.sample_rate.iat[0])
-    check_audio_files(corpus, list(manifest.path), name="mix input 'corpus files'",
+    check_audio_files(corpus, list(manifest.path), name="mix input: corpus files",
                       report_path=out / "checks" / "input_files.json", sample_rate=rate,
                       min_seconds=0.25, max_seconds=None)
     rng = np.random.default_rng(params["seed"])
@@ -108,9 +108,9 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
                      "duration": len(clean) / rate, "sample_rate": rate})
     mixtures = pd.DataFrame(rows)
     validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(params["snr_tolerance_db"]),
-             name="mix output 'mixture manifest'", report_path=out / "checks" / "manifest.json",
+             name="mix output: mixture manifest", report_path=out / "checks" / "manifest.json",
              id_column="noisy_path")
-    check_mixture_files(out, mixtures, name="mix output 'mixture files'", report_path=out / "checks" / "files.json")
+    check_mixture_files(out, mixtures, name="mix output: mixture files", report_path=out / "checks" / "files.json")
     write_table(out / "manifest.csv", mixtures)
     counts = mixtures.split.value_counts().to_dict()
     print(f"mix: {counts.get('train', 0)} train, {counts.get('val', 0)} val, {counts.get('test', 0)} test mixtures")

@@ -24,7 +24,7 @@ from hushkit.training.loop import TrainConfig, Trainer, pick_device
 def check_inputs(features: Path, report_path: Path) -> None:
     stats = [array_stats(f"{split}/{side}.npy", np.load(features / split / f"{side}.npy", mmap_mode="r"))
              for split in ("train", "val") for side in ("clean", "noisy")]
-    validate(pd.DataFrame(stats), suites.feature_arrays(), name="train input 'packed arrays'",
+    validate(pd.DataFrame(stats), suites.feature_arrays(), name="train input: packed arrays",
              report_path=report_path, id_column="name")
 
 
