@@ -10,16 +10,11 @@ from torch import nn
 
 from hushkit.models import build_model
 from hushkit.models.onnx_export import export_onnx, onnx_parity
+from tests.models.spectral import prepared_model
 
 
 def _model(**kwargs) -> nn.Module:
-    torch.manual_seed(0)
-    model = build_model("densenet", **kwargs)
-    model.set_input_stats(0.3 * torch.randn(model.n_bins), 0.5 + torch.rand(model.n_bins))
-    model.train()
-    with torch.no_grad():  # non-trivial BatchNorm running statistics
-        model(0.1 * torch.randn(3, 6000))
-    return model.eval()
+    return prepared_model("densenet", **kwargs)
 
 
 def test_defaults_and_config():
