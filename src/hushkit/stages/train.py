@@ -14,6 +14,7 @@ import torch
 
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
+from hushkit.inference import enhance_waveform
 from hushkit.io import write_audio, write_json, write_table
 from hushkit.models import build_model, save_checkpoint
 from hushkit.stages._cli import stage_main
@@ -28,13 +29,13 @@ def check_inputs(features: Path, report_path: Path) -> None:
              report_path=report_path, id_column="name")
 
 
-def log_audio_examples(mlflow, model, val: PackedSplit, sample_rate: int, count: int, device) -> None:
+def log_audio_examples(mlflow, model, val: PackedSplit, sample_rate: int, count: int) -> None:
     """A few validation utterances as noisy / enhanced / clean WAVs, to listen to beside the curves."""
     model.eval()
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+    with tempfile.TemporaryDirectory() as tmp:
         for row in range(min(count, len(val.index))):
             clean, noisy = val.utterance(row)
-            enhanced = model(torch.from_numpy(np.array(noisy))[None].to(device))[0].cpu().numpy()
+            enhanced = enhance_waveform(model, noisy)
             name = val.index.id.iat[row]
             for kind, audio in (("noisy", noisy), ("enhanced", enhanced), ("clean", clean)):
                 write_audio(Path(tmp) / f"{name}_{kind}.wav", np.asarray(audio), sample_rate, subtype="PCM_16")
@@ -71,7 +72,7 @@ def run(params: dict[str, Any], *, features: Path, out: Path, mlflow_params: dic
         history = trainer.fit()
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
-        log_audio_examples(mlflow, model, val, rate, params.get("audio_examples", 3), device)
+        log_audio_examples(mlflow, model, val, rate, params.get("audio_examples", 3))
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
                         train_params=params)

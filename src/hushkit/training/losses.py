@@ -19,12 +19,19 @@ def si_sdr_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(ratio + EPS).mean()
 
 
-def _stft_mags(estimate: torch.Tensor, clean: torch.Tensor, n_fft: int, hop: int):
-    """Magnitudes of both signals from one STFT call, in real arithmetic (complex autograd is slow on CPU)."""
+def _stft_pair(estimate: torch.Tensor, clean: torch.Tensor, n_fft: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary STFT parts of estimate and clean stacked on the batch axis (estimate first), from one
+    STFT call and in real arithmetic: complex autograd costs about twice as much on CPU."""
     window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
     spec = torch.view_as_real(torch.stft(torch.cat([estimate, clean]), n_fft, hop, window=window,
                                          return_complex=True))
-    mag = (spec[..., 0] * spec[..., 0] + spec[..., 1] * spec[..., 1]).clamp_min(EPS * EPS).sqrt()
+    return spec[..., 0], spec[..., 1]
+
+
+def _stft_mags(estimate: torch.Tensor, clean: torch.Tensor, n_fft: int, hop: int):
+    """Magnitudes of both signals (floored at EPS)."""
+    real, imag = _stft_pair(estimate, clean, n_fft, hop)
+    mag = (real * real + imag * imag).clamp_min(EPS * EPS).sqrt()
     return mag[: estimate.shape[0]], mag[estimate.shape[0] :]
 
 
@@ -46,12 +53,8 @@ def compressed_spectral_loss(
     complex_weight: float = 0.3,
 ) -> torch.Tensor:
     """MSE of power-law compressed spectra, magnitude and complex (Braun & Tashev 2021): compression keeps quiet
-    speech bins in play without the log's blow-up on the digital silence of synthetic speech pauses.
-    Written on real and imaginary parts: complex autograd on CPU costs about twice as much."""
-    window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
-    both = torch.view_as_real(torch.stft(torch.cat([estimate, clean]), n_fft, hop, window=window,
-                                         return_complex=True))
-    real, imag = both[..., 0], both[..., 1]
+    speech bins in play without the log's blow-up on the digital silence of synthetic speech pauses."""
+    real, imag = _stft_pair(estimate, clean, n_fft, hop)
     power_spec = real * real + imag * imag + EPS
     compressed = power_spec.pow(power / 2)  # |X|^c
     scale = power_spec.pow((power - 1) / 2)  # |X|^(c-1): compressed magnitude with the phase kept
