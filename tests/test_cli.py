@@ -64,3 +64,21 @@ def test_enhance_missing_model_is_a_clear_error(tmp_path):
     sf.write(src, np.zeros(1600, np.float32), 16000)
     result = runner.invoke(app, ["enhance", str(src), "-o", str(tmp_path / "o.wav"), "--model", "nope.pt"])
     assert result.exit_code != 0 and "nope.pt" in result.output
+
+
+def test_default_model_is_the_pipelines_best(tmp_path, checkpoint, monkeypatch):
+    import json
+    import shutil
+
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(1600, np.float32), 16000)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["enhance", str(src), "-o", "o.wav"])
+    assert result.exit_code != 0 and "data/summary/summary.json" in result.output and "make repro" in result.output
+    (tmp_path / "data" / "summary").mkdir(parents=True)
+    (tmp_path / "data" / "summary" / "summary.json").write_text(json.dumps({"best": "crced"}))
+    (tmp_path / "data" / "train" / "crced").mkdir(parents=True)
+    shutil.copy(checkpoint, tmp_path / "data" / "train" / "crced" / "model.pt")
+    result = runner.invoke(app, ["enhance", str(src), "-o", "o.wav"])
+    assert result.exit_code == 0, result.output
+    assert "crced" in result.output and (tmp_path / "o.wav").is_file()

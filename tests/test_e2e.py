@@ -15,7 +15,8 @@ import soundfile as sf
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("download", "mix", "features", "train", "evaluate", "export")
+DATA_STAGES = ("download", "mix", "features")
+PER_ARCH = ("train", "evaluate", "export")
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,12 @@ def repo(tmp_path_factory, tiny_params) -> tuple[Path, dict]:
     return repo, env
 
 
-def test_every_stage_produced_its_outputs(repo):
+def stage_names(tiny_params) -> list[str]:
+    archs = tiny_params["train"]["architectures"]
+    return [*DATA_STAGES, "baseline@noisy", *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary"]
+
+
+def test_every_stage_produced_its_outputs(repo, tiny_params):
     repo, _ = repo
     data = repo / "data"
     corpus = pd.read_csv(data / "corpus" / "manifest.csv")
@@ -56,39 +62,81 @@ def test_every_stage_produced_its_outputs(repo):
     assert (data / "features" / "train" / "noisy.npy").is_file()
     for stage, report in [("corpus", "manifest.json"), ("mix", "manifest.json"), ("features", "output_arrays.json")]:
         assert json.loads((data / stage / "checks" / report).read_text())["success"] is True
-    assert (data / "train" / "model.pt").is_file()
-    metrics = json.loads((data / "evaluate" / "metrics.json").read_text())
-    for system in ("noisy", "crced", "improvement"):
-        assert set(metrics[system]) == {"pesq", "stoi", "estoi", "si_sdr"}
-        assert all(np.isfinite(v) for v in metrics[system].values())
-    export = json.loads((data / "export" / "export.json").read_text())
-    assert export["parity_max_abs_error"] <= 1e-4
-    assert export["registry"]["alias"] == "challenger"
+    archs = tiny_params["train"]["architectures"]
+    assert len(archs) == 6
+    for arch in archs:
+        assert (data / "train" / arch / "model.pt").is_file()
+        trained = json.loads((data / "train" / arch / "metrics.json").read_text())
+        assert trained["n_params"] > 0 and trained["gmacs_per_second"] > 0
+        metrics = json.loads((data / "evaluate" / arch / "metrics.json").read_text())
+        for system in ("noisy", arch, "improvement"):
+            assert set(metrics[system]) == {"pesq", "stoi", "estoi", "si_sdr"}
+            assert all(np.isfinite(v) for v in metrics[system].values())
+        export = json.loads((data / "export" / arch / "export.json").read_text())
+        assert export["parity_max_abs_error"] <= 1e-4
+    summary = json.loads((data / "summary" / "summary.json").read_text())
+    assert summary["best"] in archs
+    assert set(summary["systems"]) == {"noisy", *archs}
+    assert f"**{summary['best']}**" in (data / "summary" / "leaderboard.md").read_text()
+    assert (data / "summary" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_registry_and_tracking(repo):
+def test_registry_and_tracking(repo, tiny_params):
     repo, _ = repo
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    summary = json.loads((repo / "data" / "summary" / "summary.json").read_text())
     version = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
-    assert version.tags["architecture"] == "crced"
-    run = client.get_run(version.run_id)
-    assert {"train_loss", "val_loss", "test_pesq", "test_si_sdr"} <= set(run.data.metrics)
-    assert run.data.params["train.model"] == "crced"
-    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "audio_examples")]
-    assert any(path.endswith("_enhanced.wav") for path in artifacts)
+    assert version.tags["architecture"] == summary["best"]
+    assert str(version.version) == summary["best_registry_version"]
+
+    parents = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
+                                 filter_string="tags.stage = 'pipeline'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.tags["best_architecture"] == summary["best"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["architecture"] for c in children) == sorted(tiny_params["train"]["architectures"])
+    for child in children:
+        assert {"train_loss", "val_loss", "grad_norm_mean", "n_params", "macs_per_second", "train_seconds",
+                "test_pesq", "test_si_sdr"} <= set(child.data.metrics)
+        assert child.data.params["train.model"] == child.data.tags["architecture"]
+        artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "audio_examples")]
+        assert any(path.endswith("_enhanced.wav") for path in artifacts)
 
 
-def test_dag_and_nothing_reruns_when_nothing_changed(repo):
+def test_dag_and_nothing_reruns_when_nothing_changed(repo, tiny_params):
     repo, env = repo
     dag = run(["dvc", "dag", "--dot"], repo, env).stdout
-    for upstream, downstream in zip(STAGES, STAGES[1:]):
-        assert f'"{upstream}" -> "{downstream}"' in dag
+    for edge in [("download", "mix"), ("mix", "features"), ("features", "train@crced"), ("mix", "baseline@noisy"),
+                 ("baseline@noisy", "evaluate@crced"), ("train@crced", "evaluate@crced"),
+                 ("evaluate@crced", "export@crced"), ("export@crced", "summary"), ("export@segan", "summary")]:
+        assert '"{}" -> "{}"'.format(*edge) in dag, edge
     again = run(["dvc", "repro"], repo, env).stdout
     assert "Running stage" not in again
-    for stage in STAGES:
+    for stage in stage_names(tiny_params):
         assert f"Stage '{stage}' didn't change" in again
+
+
+def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params):
+    repo, env = repo
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo, env)
+    out = run(["dvc", "exp", "run", "-n", "crced-lr", "-S", "train.models.crced.lr=0.01"], repo, env).stdout
+    for stage in ("train@crced", "evaluate@crced", "export@crced", "summary"):
+        assert f"Running stage '{stage}'" in out
+    for stage in ("train@crnn", "evaluate@segan", "baseline@noisy", "features"):
+        assert f"Running stage '{stage}'" not in out
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    assert "crced-lr" in json.dumps(shown)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
+                              filter_string="tags.architecture = 'crced' and params.`train.lr` = '0.01'")
+    assert len(runs) == 1
 
 
 def test_nan_mixture_stops_the_next_stage_naming_the_file(repo):
@@ -108,12 +156,12 @@ def test_nan_mixture_stops_the_next_stage_naming_the_file(repo):
     assert "all_finite" in message
 
 
-def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo):
+def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     repo, env = repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["mix"]["seed"] += 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo, env).stdout
     assert "Stage 'download' didn't change" in out
-    for stage in STAGES[1:]:
+    for stage in stage_names(tiny_params)[1:]:
         assert f"Running stage '{stage}'" in out

@@ -9,7 +9,17 @@ import typer
 from hushkit import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
-DEFAULT_MODEL = Path("data/train/model.pt")
+SUMMARY = Path("data/summary/summary.json")
+
+
+def best_trained_model(summary: Path = SUMMARY) -> Path:
+    """The checkpoint of the architecture the last `dvc repro` named best (data/summary/summary.json)."""
+    import json
+
+    if not summary.is_file():
+        raise FileNotFoundError(f"{summary}: no pipeline results; run `make repro` or pass --model")
+    best = json.loads(summary.read_text())["best"]
+    return summary.parent.parent / "train" / best / "model.pt"
 
 
 def _version(value: bool) -> None:
@@ -29,8 +39,9 @@ def main(
 def enhance(
     input: Path = typer.Argument(..., help="Audio file to denoise (any format soundfile reads)."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the enhanced audio."),
-    model: str = typer.Option(str(DEFAULT_MODEL), "--model", "-m",
-                              help="Checkpoint (.pt), ONNX file, or MLflow URI (models:/NAME@alias, runs:/...)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", show_default="the best model of the last dvc repro",
+        help="Checkpoint (.pt), ONNX file, or MLflow URI (models:/NAME@alias, runs:/...)."),
 ) -> None:
     """Denoise one file; the output keeps the input's sample rate and channels."""
     from hushkit.audio import AudioReadError
@@ -38,7 +49,7 @@ def enhance(
     from hushkit.inference import load_enhancer
 
     try:
-        enhancer = load_enhancer(model)
+        enhancer = load_enhancer(model or best_trained_model())
         seconds = enhance_file(input, output, enhancer)
     except (AudioReadError, FileNotFoundError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -35,3 +35,18 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def architecture_params(train: dict[str, Any], arch: str) -> dict[str, Any]:
+    """One architecture's training settings: `train.common` with `train.models.<arch>` merged over it, so a
+    `dvc exp run -S train.models.<arch>.lr=...` changes that architecture alone."""
+    listed = train.get("architectures") or []
+    if arch not in listed:
+        raise ValueError(f"train.architectures {listed} does not list {arch!r}")
+    models = train.get("models") or {}
+    unknown = sorted(set(models) - set(listed))
+    if unknown:
+        raise ValueError(f"train.models has settings for {unknown}, which train.architectures {listed} does not list")
+    settings = deep_merge(train.get("common") or {}, models.get(arch) or {})
+    settings["model"] = arch
+    return settings

@@ -37,3 +37,58 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+# --- one parent run per pipeline run ---------------------------------------------------------------------------
+# DVC runs every stage as its own process, so the stages agree on their parent run through a key they can all
+# compute: the code (commit plus uncommitted changes) and the params that shape the trained models. Every
+# train@<arch> of one `dvc repro` / `dvc exp run` logs a child run under it; the summary stage logs the
+# comparison to it and closes it. An orchestrator (Prefect) may pass its own parent through PARENT_ENV.
+PARENT_ENV = "HUSHKIT_PARENT_RUN_ID"
+PIPELINE_TAG = "hushkit.pipeline"
+PIPELINE_SECTIONS = ("download", "mix", "features", "train", "mlflow")
+CODE_PATHS = ("src", "dvc.yaml", "pyproject.toml")
+
+
+def _git(*args: str) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def git_commit() -> str:
+    return _git("rev-parse", "HEAD").strip() or "unknown"
+
+
+def pipeline_key(params: dict[str, Any]) -> str:
+    """Identity of one pipeline configuration: commit, uncommitted changes, and the params that shape the models."""
+    import hashlib
+    import json
+
+    # Uncommitted changes to the code only: dvc.lock changes while the pipeline runs.
+    changes = _git("diff", "HEAD", "--", *CODE_PATHS)
+    identity = {"commit": git_commit(), "changes": hashlib.sha256(changes.encode()).hexdigest(),
+                "params": {name: params.get(name) for name in PIPELINE_SECTIONS}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parent_run_id(mlflow, params: dict[str, Any]) -> str:
+    """The pipeline's parent run (created on first use): PARENT_ENV if set, else the run tagged with this key."""
+    if os.environ.get(PARENT_ENV):
+        return os.environ[PARENT_ENV]
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiment = mlflow.get_experiment_by_name(params.get("mlflow", {}).get("experiment", "hushkit"))
+    key = pipeline_key(params)
+    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment.experiment_id, run_name=f"pipeline-{key[:8]}",
+                            tags={PIPELINE_TAG: key, "git_commit": git_commit(), "stage": "pipeline"})
+    client.log_param(run.info.run_id, "architectures", ",".join(params.get("train", {}).get("architectures", [])))
+    return run.info.run_id

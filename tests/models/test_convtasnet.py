@@ -112,3 +112,13 @@ def test_causal_exports_with_dynamic_length(tmp_path):
 def test_bad_arguments(bad):
     with pytest.raises(ValueError):
         build_model("convtasnet", **bad)
+
+
+def test_identity_init_reconstructs_the_input_at_half_level():
+    """N >= 2L: encoder/decoder start as a perfect-reconstruction pair and the mask at 0.5."""
+    torch.manual_seed(0)
+    x = 0.1 * torch.randn(2, 4001)
+    model = build_model("convtasnet", N=32, L=16, B=8, H=16, P=3, X=2, R=1).eval()
+    assert torch.allclose(model(x), 0.5 * x, atol=1e-5)
+    plain = build_model("convtasnet", N=32, L=16, B=8, H=16, P=3, X=2, R=1, identity_init=False).eval()
+    assert not torch.allclose(plain(x), 0.5 * x, atol=1e-2)

@@ -197,3 +197,10 @@ def test_adversarial_step_updates_d_and_returns_a_generator_only_term():
 def test_only_models_with_a_discriminator_train_adversarially():
     assert AdversarialStep.for_model(build_model("crced")) is None
     assert isinstance(AdversarialStep.for_model(build_model("segan", **SMALL)), AdversarialStep)
+
+
+def test_residual_generator_starts_as_the_identity():
+    torch.manual_seed(0)
+    x = 0.1 * torch.randn(2, 3001)
+    assert torch.allclose(build_model("segan", **SMALL).eval()(x), x, atol=1e-6)
+    assert not torch.allclose(build_model("segan", **SMALL, residual=False).eval()(x), x, atol=1e-3)

@@ -19,3 +19,19 @@ def test_missing_path_option_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         stage_main("download", download.run, ["--params", str(tmp_path / "p.yaml")])
     assert exit_info.value.code == 2
+
+
+def test_options_are_paths_unless_annotated_str_and_star_passes_every_section(tmp_path):
+    from pathlib import Path
+
+    seen = {}
+
+    def run(params: dict, *, name: str, out: Path, everything: dict) -> None:
+        seen.update(params=params, name=name, out=out, everything=everything)
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"mine": {"x": 1}, "other": {"y": 2}}))
+    stage_main("mine", run, ["--params", str(params), "--name", "crced", "--out", "o"], sections={"everything": "*"})
+    assert seen["name"] == "crced" and isinstance(seen["name"], str)
+    assert seen["out"] == Path("o")
+    assert seen["params"] == {"x": 1} and seen["everything"] == {"mine": {"x": 1}, "other": {"y": 2}}

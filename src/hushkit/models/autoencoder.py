@@ -104,6 +104,7 @@ class WaveAutoencoder(Denoiser):
         kernel: int = 8,
         stride: int = 4,
         growth: float = 2.0,
+        residual: bool = True,
     ):
         super().__init__(sample_rate=sample_rate)
         channels, depth, kernel, stride = int(channels), int(depth), int(kernel), int(stride)
@@ -126,6 +127,13 @@ class WaveAutoencoder(Denoiser):
             for level in reversed(range(depth))
         )
         _rescale_(self)
+        self.residual = bool(residual)
+        if self.residual:
+            # Output = input + a learnt correction that starts at zero: training starts from the identity (the
+            # noisy input's scores) and only has to learn what to remove, instead of first learning to
+            # reproduce speech from random weights (the seed projects' autoencoder "generated noise").
+            nn.init.zeros_(self.decoder[-1].conv.weight)
+            nn.init.zeros_(self.decoder[-1].conv.bias)
 
     @property
     def algorithmic_latency_samples(self) -> int:
@@ -179,4 +187,6 @@ class WaveAutoencoder(Denoiser):
         pad = (self.total_stride - length % self.total_stride) % self.total_stride
         x = F.pad(x / scale, (0, pad))
         out = self._unet(x)[:, 0, :length] * scale[:, 0]
+        if self.residual:
+            out = noisy + out
         return out[0] if squeeze else out

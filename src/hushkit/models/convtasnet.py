@@ -117,6 +117,7 @@ class ConvTasNet(Denoiser):
         X: int = 6,
         R: int = 2,
         causal: bool = False,
+        identity_init: bool = True,
     ):
         super().__init__(sample_rate=sample_rate)
         N, L, B, H, P, X, R = (int(v) for v in (N, L, B, H, P, X, R))
@@ -135,6 +136,25 @@ class ConvTasNet(Denoiser):
         self.mask_prelu = nn.PReLU()
         self.mask_conv = nn.Conv1d(B, N, 1)
         self.decoder = nn.ConvTranspose1d(N, 1, L, stride=self.stride, bias=False)
+        if identity_init and N >= 2 * L:
+            self._init_as_identity()
+
+    @torch.no_grad()
+    def _init_as_identity(self) -> None:
+        """Start the learned encoder/decoder as a perfect-reconstruction pair, so a short training run starts from
+        the noisy input's quality (mask 0.5 everywhere = the input at half level, same SI-SDR) instead of from a
+        random decoder. Filters 0..L-1 are a random orthonormal basis under a sqrt-Hann window; filters L..2L-1
+        their negatives, so ReLU(w.x) - ReLU(-w.x) = w.x survives the encoder's ReLU; the decoder holds the same
+        windowed basis (and its negative), and sqrt-Hann squared overlap-adds to 1 at hop L/2."""
+        L = self.L
+        basis, _ = torch.linalg.qr(torch.randn(L, L, dtype=torch.float64))
+        window = torch.hann_window(L, periodic=True, dtype=torch.float64).sqrt()
+        filters = (basis.T * window).float()  # (L filters, L taps)
+        self.encoder.weight[: 2 * L, 0] = torch.cat([filters, -filters])
+        self.decoder.weight[: 2 * L, 0] = torch.cat([filters, -filters])
+        self.decoder.weight[2 * L :].zero_()
+        self.mask_conv.weight.zero_()  # mask exactly 0.5 at the start; gradients still reach every layer
+        self.mask_conv.bias.zero_()
 
     @property
     def receptive_field_frames(self) -> int:

@@ -153,6 +153,7 @@ class SEGAN(Denoiser):
         eps: float = 1e-5,
         d_channels: Sequence[int] | None = None,
         d_fc_frames: int = 8,
+        residual: bool = True,
     ):
         super().__init__(sample_rate=sample_rate)
         channels = _check_channels(channels, "channels")
@@ -193,6 +194,12 @@ class SEGAN(Denoiser):
                 acts.append(nn.PReLU(out_ch))
         self.decoder = nn.ModuleList(decoder)
         self.decoder_acts = nn.ModuleList(acts)
+        self.residual = bool(residual)
+        if self.residual:
+            # Output = (normalised) input + a correction that starts at zero: a short run starts from the noisy
+            # input's quality and learns what to remove (the paper's generator starts from random output).
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
         if self.preemphasis > 0:
             # Causal FIR inverse of the pre-emphasis, exact up to a^taps < 1e-7 (relative).
@@ -239,6 +246,7 @@ class SEGAN(Denoiser):
         if self.normalize:
             scale = _rms(x, self.eps)
             x = x / scale
+        source = x
         x = F.pad(x, (0, (self.stride - length % self.stride) % self.stride))[:, None]  # (B, 1, padded)
 
         skips = []
@@ -259,6 +267,8 @@ class SEGAN(Denoiser):
                 x = self.decoder_acts[i](x)
 
         y = x[:, 0, :length]
+        if self.residual:
+            y = source + y
         if self.normalize:
             y = y * scale
         if self.preemphasis > 0:

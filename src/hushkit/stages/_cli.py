@@ -13,8 +13,9 @@ from hushkit.params import load_params
 def stage_main(
     section: str, run: Callable[..., Any], argv: list[str] | None = None, sections: dict[str, str] | None = None
 ) -> None:
-    """`run(params, **paths)`: each keyword-only parameter of `run` becomes a --path option, except those named in
-    `sections` (keyword → params section), which receive that other params section (e.g. the shared `mlflow`)."""
+    """`run(params, **paths)`: each keyword-only parameter of `run` becomes a --path option (a plain string option if
+    annotated `str`), except those named in `sections` (keyword → params section), which receive that other params
+    section (e.g. the shared `mlflow`); the section name "*" passes the whole params file."""
     sections = sections or {}
     parser = argparse.ArgumentParser(prog=f"python -m hushkit.stages.{section}")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -23,12 +24,13 @@ def stage_main(
         if param.name in sections:
             continue
         option = "--" + param.name.replace("_", "-")
-        parser.add_argument(option, dest=param.name, type=Path, required=param.default is inspect.Parameter.empty,
+        kind = str if param.annotation in (str, "str") else Path  # paths unless annotated as a plain string
+        parser.add_argument(option, dest=param.name, type=kind, required=param.default is inspect.Parameter.empty,
                             default=None if param.default is inspect.Parameter.empty else param.default)
     args = parser.parse_args(argv)
     params = load_params(args.params)
     kwargs = {p.name: getattr(args, p.name) for p in path_args if p.name not in sections}
-    kwargs.update({name: params.get(key, {}) for name, key in sections.items()})
+    kwargs.update({name: params if key == "*" else params.get(key, {}) for name, key in sections.items()})
     try:
         run(params[section], **kwargs)
     except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback

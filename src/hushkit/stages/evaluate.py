@@ -1,10 +1,12 @@
-"""evaluate: score the noisy input and the trained model on the test split (PESQ, STOI, ESTOI, SI-SDR)."""
+"""evaluate: score one trained architecture (evaluate@<arch>) on the test split (PESQ, STOI, ESTOI, SI-SDR) beside
+the noisy input, whose scores the `baseline` stage computed once on the same files."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 from rich.progress import track
 
@@ -19,6 +21,31 @@ from hushkit.stages._checks import check_mixture_files
 from hushkit.stages._cli import stage_main
 
 NOISY = "noisy"
+KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language")
+
+
+def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
+    """The test mixtures in a fixed order (the first `evaluate.max_files` if set): every system sees the same."""
+    test = read_table(Path(mix) / "manifest.csv").query("split == 'test'").sort_values("id")
+    return test.head(int(params["max_files"])) if params.get("max_files") else test
+
+
+def score_system(system: str, enhance: Callable[[np.ndarray], np.ndarray], mix: Path, test: pd.DataFrame,
+                 checks: Path) -> pd.DataFrame:
+    """Per-file scores of `enhance` (noisy audio → enhanced audio) against the clean references, one row per file."""
+    check_mixture_files(mix, test, name="evaluate input: test mixtures", report_path=checks / "input.json")
+    rate = int(test.sample_rate.iat[0])
+    jobs = []
+    for row in track(list(test.itertuples()), description=f"enhance test set ({system})", transient=True):
+        clean, _ = read_audio(mix / row.clean_path)
+        noisy, _ = read_audio(mix / row.noisy_path)
+        jobs.append((clean, enhance(noisy), rate))
+    scores = score_pairs(jobs, workers=os.cpu_count() or 1)
+    per_file = pd.concat([test[list(KEYS)].reset_index(drop=True).assign(system=system), pd.DataFrame(scores)],
+                         axis=1)
+    validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
+             name=f"evaluate output: per-file scores of {system}", report_path=checks / "scores.json")
+    return per_file
 
 
 def summarize(per_file: pd.DataFrame, system: str) -> dict[str, Any]:
@@ -37,45 +64,40 @@ def breakdown(per_file: pd.DataFrame, by: str) -> pd.DataFrame:
     return per_file.groupby(["system", by])[list(METRICS)].mean().round(4).reset_index()
 
 
-def run(params: dict[str, Any], *, mix: Path, model: Path, train_run: Path, out: Path,
-        mlflow_params: dict[str, Any]) -> None:
-    mix, out = Path(mix), Path(out)
-    test = read_table(mix / "manifest.csv").query("split == 'test'").sort_values("id")
-    if params.get("max_files"):
-        test = test.head(int(params["max_files"]))
-    check_mixture_files(mix, test, name="evaluate input: test mixtures", report_path=out / "checks" / "input.json")
-    net, meta = load_checkpoint(model)
-    system = meta["model"]
-    rate = int(test.sample_rate.iat[0])
-    if int(meta["sample_rate"]) != rate:
-        raise ValueError(f"{model}: model runs at {meta['sample_rate']} Hz but the test set is {rate} Hz")
-
-    jobs, keys = [], []
-    for row in track(list(test.itertuples()), description=f"enhance test set ({system})", transient=True):
-        clean, _ = read_audio(mix / row.clean_path)
-        noisy, _ = read_audio(mix / row.noisy_path)
-        for name, audio in ((NOISY, noisy), (system, enhance_waveform(net, noisy))):
-            jobs.append((clean, audio, rate))
-            keys.append({"id": row.id, "system": name, "target_snr_db": row.target_snr_db,
-                         "noise_category": row.noise_category, "speaker": row.speaker, "language": row.language})
-    scores = score_pairs(jobs, workers=os.cpu_count() or 1)
-    per_file = pd.DataFrame([{**key, **score} for key, score in zip(keys, scores)])
-    validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
-             name="evaluate output: per-file scores", report_path=out / "checks" / "scores.json")
+def write_results(out: Path, per_file: pd.DataFrame, system: str) -> dict[str, Any]:
+    """per_file.csv, metrics.json (means and gain over the noisy input), by_snr.csv, by_category.csv."""
     write_table(out / "per_file.csv", per_file)
     summary = summarize(per_file, system)
     write_json(out / "metrics.json", summary)
     write_table(out / "by_snr.csv", breakdown(per_file, "target_snr_db"))
     write_table(out / "by_category.csv", breakdown(per_file, "noise_category"))
+    return summary
+
+
+def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, train_run: Path, out: Path,
+        mlflow_params: dict[str, Any]) -> None:
+    mix, out = Path(mix), Path(out)
+    test = test_split(mix, params)
+    net, meta = load_checkpoint(model)
+    if meta["model"] != arch:
+        raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
+    if int(meta["sample_rate"]) != int(test.sample_rate.iat[0]):
+        raise ValueError(f"{model}: model runs at {meta['sample_rate']} Hz but the test set is "
+                         f"{test.sample_rate.iat[0]} Hz")
+    noisy = read_table(noisy_scores)
+    if sorted(noisy.id) != sorted(test.id):
+        raise ValueError(f"{noisy_scores}: scores files other than this test split; rerun the baseline stage")
+    per_file = score_system(arch, lambda audio: enhance_waveform(net, audio), mix, test, out / "checks")
+    summary = write_results(out, pd.concat([noisy, per_file], ignore_index=True), arch)
 
     mlflow = tracking.setup(mlflow_params)
     with mlflow.start_run(run_id=read_run_id(train_run)):
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary[system].items()})
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary[arch].items()})
         mlflow.log_metrics({f"test_noisy_{k}": v for k, v in summary[NOISY].items()})
         mlflow.log_metrics({f"test_delta_{k}": v for k, v in summary["improvement"].items()})
         mlflow.log_artifact(str(out / "per_file.csv"), artifact_path="evaluation")
-    gains = ", ".join(f"{k} {summary[system][k]:.3f} ({v:+.3f})" for k, v in summary["improvement"].items())
-    print(f"evaluate: {summary['files']} test files; {system}: {gains} vs noisy")
+    gains = ", ".join(f"{k} {summary[arch][k]:.3f} ({v:+.3f})" for k, v in summary["improvement"].items())
+    print(f"evaluate: {summary['files']} test files; {arch}: {gains} vs noisy")
 
 
 def main(argv: list[str] | None = None) -> None:

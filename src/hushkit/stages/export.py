@@ -1,9 +1,9 @@
-"""export: ONNX (dynamic length) checked against torch on test audio, then registered in MLflow as `challenger`."""
+"""export: one architecture's ONNX (export@<arch>, dynamic length) checked against torch on test audio, then
+registered as a version of the MLflow model (the summary stage gives the best version the `challenger` alias)."""
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,6 @@ from hushkit.models import load_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity
 from hushkit.stages._cli import stage_main
 
-ALIAS = "challenger"
-
-
 def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
     """Record what the ONNX graph needs to be used alone: its sample rate and where it came from."""
     graph = onnx.load(str(path))
@@ -31,15 +28,8 @@ def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
         onnx.save(graph, str(tmp))
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str]):
-    """Log the pyfunc model (checkpoint + ONNX) to the training run and make the new version the challenger."""
+    """Log the pyfunc model (checkpoint + ONNX) to the training run as a new version of the registered model."""
     from mlflow import MlflowClient
 
     from hushkit.serving import HushkitDenoiser
@@ -56,14 +46,15 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, ALIAS, version)
-    return {"name": name, "version": version, "alias": ALIAS, "model_uri": f"models:/{name}@{ALIAS}"}
+    return {"name": name, "version": version, "model_uri": f"models:/{name}/{version}"}
 
 
-def run(params: dict[str, Any], *, model: Path, mix: Path, evaluation: Path, train_run: Path, out: Path,
+def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation: Path, train_run: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
     model, mix, out = Path(model), Path(mix), Path(out)
     net, meta = load_checkpoint(model)
+    if meta["model"] != arch:
+        raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
     onnx_path = export_onnx(net, out / "model.onnx", opset=int(params["opset"]))
     stamp_metadata(onnx_path, meta)
     # Parity on real test audio of a length unlike the export example: proves the time axis is dynamic.
@@ -74,7 +65,7 @@ def run(params: dict[str, Any], *, model: Path, mix: Path, evaluation: Path, tra
         raise ValueError(f"{onnx_path}: ONNX output differs from torch by {error:.2e} > atol {params['atol']} "
                          f"on {mix / test.noisy_path.iat[0]}")
     scores = json.loads(Path(evaluation).read_text())
-    tags = {"architecture": meta["model"], "git_commit": git_commit(),
+    tags = {"architecture": meta["model"], "git_commit": tracking.git_commit(),
             "data_manifest_sha256": sha256_file(mix / "manifest.csv"),
             "params_sha256": hashlib.sha256(json.dumps(meta.get("train_params", {}), sort_keys=True).encode())
             .hexdigest(),
@@ -84,7 +75,7 @@ def run(params: dict[str, Any], *, model: Path, mix: Path, evaluation: Path, tra
                                      "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
                                      "registry": registry})
     print(f"export: {onnx_path} (max |onnx - torch| = {error:.1e}); registered {registry['name']} "
-          f"v{registry['version']} as @{ALIAS}")
+          f"v{registry['version']}")
 
 
 def main(argv: list[str] | None = None) -> None:

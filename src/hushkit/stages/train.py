@@ -1,7 +1,8 @@
-"""train: fit one registered architecture on the packed features, log everything to MLflow, save a
-self-describing checkpoint."""
+"""train: fit one registered architecture (train@<arch>) on the packed features, log everything to an MLflow child
+run of the pipeline's parent run, save a self-describing checkpoint. A killed run resumes from its last saved epoch."""
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -15,11 +16,16 @@ import torch
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
 from hushkit.inference import enhance_waveform
-from hushkit.io import write_audio, write_json, write_table
+from hushkit.io import sha256_file, write_audio, write_json, write_table
 from hushkit.models import build_model, save_checkpoint
+from hushkit.models.complexity import macs_per_second
+from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.training.data import PackedSplit
 from hushkit.training.loop import TrainConfig, Trainer, pick_device
+
+# Resumable training state lives outside DVC's outputs (DVC deletes a stage's outputs before rerunning it).
+RESUME_DIR = Path(".hushkit") / "resume"
 
 
 def check_inputs(features: Path, report_path: Path) -> None:
@@ -42,51 +48,66 @@ def log_audio_examples(mlflow, model, val: PackedSplit, sample_rate: int, count:
         mlflow.log_artifacts(tmp, artifact_path="audio_examples")
 
 
-def run(params: dict[str, Any], *, features: Path, out: Path, mlflow_params: dict[str, Any]) -> None:
+def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
+    """What a saved training state must match to be resumed: these settings and this training data."""
+    blob = json.dumps(settings, sort_keys=True) + sha256_file(features / "train" / "index.csv") + \
+        sha256_file(features / "summary.json")
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, state_dir: Path = RESUME_DIR,
+        params: dict[str, Any]) -> None:
+    """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
     features, out = Path(features), Path(out)
+    settings = architecture_params(train_params, arch)
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
-    rate = int(summary["sample_rate"])
-    torch.manual_seed(params["seed"])
-    np.random.seed(params["seed"])
-    device = pick_device(params.get("device", "auto"))
+    rate, segment = int(summary["sample_rate"]), int(summary["segment_samples"])
+    config = TrainConfig.from_params(settings, segment=segment)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = pick_device(settings.get("device", "auto"))
 
     train, val = PackedSplit.load(features / "train"), PackedSplit.load(features / "val")
-    model = build_model(params["model"], sample_rate=rate, **(params.get("model_args") or {}))
+    model = build_model(arch, sample_rate=rate, **(settings.get("model_args") or {}))
     # Models that normalise their input learn the statistics from training data once, before the first step.
-    model.prepare(torch.from_numpy(train.random_batch(64, summary["segment_samples"], np.random.default_rng(0))[0]))
-    n_params = sum(p.numel() for p in model.parameters())
-    config = TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"],
-                         steps_per_epoch=params["steps_per_epoch"], lr=params["lr"],
-                         weight_decay=params["weight_decay"], segment=summary["segment_samples"],
-                         seed=params["seed"], loss=params["loss"], ema_decay=params.get("ema_decay", 0.0))
+    model.prepare(torch.from_numpy(train.random_batch(64, segment, np.random.default_rng(config.seed))[0]))
+    n_params = model.num_parameters
+    macs = macs_per_second(model)
 
-    mlflow = tracking.setup(mlflow_params)
-    with mlflow.start_run(run_name=f"train-{params['model']}") as run:
-        mlflow.set_tags({"stage": "train", "architecture": params["model"], "device": str(device)})
-        mlflow.log_params({**tracking.flatten(params, "train."), "model.n_params": n_params,
+    mlflow = tracking.setup(params.get("mlflow", {}))
+    parent = tracking.parent_run_id(mlflow, params)
+    state_path = Path(state_dir) / f"{arch}.pt"
+    with mlflow.start_run(run_name=f"train-{arch}", parent_run_id=parent) as run:
+        mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device)})
+        mlflow.log_params({**tracking.flatten(settings, "train."), "model.n_params": n_params,
                            **tracking.flatten(model.config, "model.")})
+        mlflow.log_metrics({"n_params": n_params, "macs_per_second": macs})
         started = time.perf_counter()
-        trainer = Trainer(model, train, val, config, device,
+        trainer = Trainer(model, train, val, config, device, state_path=state_path,
+                          fingerprint=resume_fingerprint(settings, features),
                           on_epoch=lambda metrics, epoch: mlflow.log_metrics(metrics, step=epoch))
         history = trainer.fit()
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
-        log_audio_examples(mlflow, model, val, rate, params.get("audio_examples", 3))
+        log_audio_examples(mlflow, model, val, rate, settings.get("audio_examples", 3))
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
-                        train_params=params)
+                        train_params=settings)
         mlflow.log_artifact(str(out / "model.pt"), artifact_path="checkpoint")
         write_table(out / "history.csv", pd.DataFrame(history))
-        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
-        write_json(out / "metrics.json", {"best_val_loss": trainer.best_val, "n_params": n_params,
-                                          "epochs": len(history), "train_seconds": round(train_seconds, 1)})
-    print(f"train: {params['model']} ({n_params} parameters), best val loss {trainer.best_val:.4f} "
-          f"in {train_seconds:.0f} s on {device}")
+        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                                      "parent_run_id": parent})
+        write_json(out / "metrics.json", {"best_val_loss": round(trainer.best_val, 6), "n_params": n_params,
+                                          "gmacs_per_second": round(macs / 1e9, 4), "epochs": len(history),
+                                          "train_seconds": round(train_seconds, 1)})
+    state_path.unlink(missing_ok=True)  # finished: nothing left to resume
+    print(f"train: {arch} ({n_params} parameters, {macs / 1e9:.2f} GMAC/s of audio), best val loss "
+          f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {device}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    stage_main("train", run, argv, sections={"mlflow_params": "mlflow"})
+    stage_main("train", run, argv, sections={"params": "*"})
 
 
 if __name__ == "__main__":
