@@ -37,3 +37,23 @@ def test_default_params_list_every_registered_model():
 
 def test_deep_merge_replaces_leaves_and_merges_mappings():
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": 3}, "d": [2]}) == {"a": {"b": 3, "c": 2}, "d": [2]}
+
+
+def test_every_param_dvc_yaml_tracks_exists():
+    """dvc repro refuses a stage whose params are missing; catch it here, before a long run."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params.yaml")
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        items = params["train"]["architectures"] if "foreach" in stage else [None]
+        for item in items:
+            for key in body.get("params", []):
+                node = params
+                for part in key.replace("${item}", str(item)).split("."):
+                    assert isinstance(node, dict) and part in node, f"{name}: params.yaml has no {key!r}"
+                    node = node[part]
