@@ -124,7 +124,7 @@ def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params
     repo, env = repo
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo, env)
-    out = run(["dvc", "exp", "run", "-n", "crced-lr", "-S", "train.models.crced.lr=0.01"], repo, env).stdout
+    out = run(["dvc", "exp", "run", "-n", "crced-lr", "-S", "++train.models.crced.lr=0.01"], repo, env).stdout
     for stage in ("train@crced", "evaluate@crced", "export@crced", "summary"):
         assert f"Running stage '{stage}'" in out
     for stage in ("train@crnn", "evaluate@segan", "baseline@noisy", "features"):
