@@ -14,7 +14,10 @@ SMALL = {"N": 16, "L": 8, "B": 8, "H": 16, "P": 3, "X": 3, "R": 2}
 
 
 def _model(seed: int = 0, **kwargs):
+    """A randomly initialised model: the identity start zeroes the mask layer, which would hide what the mask
+    network's receptive field reaches (its own test is below)."""
     torch.manual_seed(seed)
+    kwargs.setdefault("identity_init", False)
     return build_model("convtasnet", **kwargs)
 
 
