@@ -8,6 +8,7 @@ from torch import nn
 
 from hushkit.models import build_model
 from hushkit.models.convtasnet import _CumulativeLayerNorm, _GlobalLayerNorm
+from hushkit.models.filterbank import windowed_fourier_filters
 from hushkit.models.onnx_export import export_onnx, onnx_parity
 
 SMALL = {"N": 16, "L": 8, "B": 8, "H": 16, "P": 3, "X": 3, "R": 2}
@@ -125,3 +126,14 @@ def test_identity_init_reconstructs_the_input_at_half_level():
     assert torch.allclose(model(x), 0.5 * x, atol=1e-5)
     plain = build_model("convtasnet", N=32, L=16, B=8, H=16, P=3, X=2, R=1, identity_init=False).eval()
     assert not torch.allclose(plain(x), 0.5 * x, atol=1e-2)
+
+
+def test_identity_init_encoder_is_a_windowed_fourier_filterbank():
+    """The identity start is frequency-selective: encoder filter k (and its negative, k + L) is the k-th Fourier
+    basis vector under a sqrt-Hann window, so the first mask already acts on frequency bands."""
+    L = 16
+    model = build_model("convtasnet", N=32, L=L, B=8, H=16, P=3, X=2, R=1)
+    expected = windowed_fourier_filters(L)
+    weights = model.encoder.weight[:, 0].detach()
+    assert torch.allclose(weights[:L], expected, atol=1e-6)
+    assert torch.allclose(weights[L : 2 * L], -expected, atol=1e-6)

@@ -204,3 +204,33 @@ def test_residual_generator_starts_as_the_identity():
     x = 0.1 * torch.randn(2, 3001)
     assert torch.allclose(build_model("segan", **SMALL).eval()(x), x, atol=1e-6)
     assert not torch.allclose(build_model("segan", **SMALL, residual=False).eval()(x), x, atol=1e-3)
+
+
+SMALL_FB = {"channels": [8, 8, 16], "kernel_size": 5, "z_channels": 4, "filterbank": 16, "norm": True}
+
+
+def test_filterbank_generator_gates_coefficients_of_any_length(tmp_path):
+    """filterbank > 0: the strided convs run over the Fourier-initialised filterbank's frames (L channels in and
+    out) and gate its coefficients; any length works, eval is deterministic, and the ONNX graph matches."""
+    torch.manual_seed(0)
+    model = build_model("segan", **SMALL_FB)
+    assert model.encoder[0][0].in_channels == 16 and model.decoder[-1].out_channels == 16
+    assert not model.residual
+    # Look-ahead in frames of 8 samples after a 16-sample window: 2 * (5 // 2) * (2**3 - 1) = 28 frames.
+    assert model.algorithmic_latency_samples == 16 + 28 * 8
+    model.eval()
+    with torch.no_grad():
+        for length in (1, 7, 8, 9, 1000):
+            x = 0.1 * torch.randn(2, length)
+            y = model(x)
+            assert y.shape == x.shape and torch.isfinite(y).all() and torch.equal(y, model(x))
+    path = export_onnx(model, tmp_path / "segan_fb.onnx", example_seconds=0.1)
+    rng = np.random.default_rng(0)
+    for shape in [(2, 3001), (1, 17)]:
+        assert onnx_parity(model, path, (0.05 * rng.standard_normal(shape)).astype(np.float32)) <= 1e-4, shape
+
+
+@pytest.mark.parametrize("bad", [{"filterbank": 7}, {"filterbank": 1}])
+def test_bad_filterbank(bad):
+    with pytest.raises(ValueError, match="filterbank"):
+        build_model("segan", **SMALL, **bad)

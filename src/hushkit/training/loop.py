@@ -146,7 +146,7 @@ _PARAM_SECTIONS = {name: {key.partition(".")[2] for key in _PARAM_FIELDS if key.
                    for name in ("schedule", "early_stopping", "swa", "adversarial")}
 _REQUIRED_PARAMS = ("epochs", "batch_size", "steps_per_epoch", "lr")
 # Training settings that are not the loop's: the train stage reads them itself.
-_NOT_LOOP_KEYS = {"model", "model_args", "device", "audio_examples"}
+_NOT_LOOP_KEYS = {"model", "model_args", "device", "audio_examples", "segment_seconds"}
 
 
 def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
