@@ -27,4 +27,4 @@ def test_the_loop_config_accepts_the_stage_key():
     """segment_seconds is the stage's (it sets TrainConfig.segment), so the loop's key check must let it pass."""
     config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "steps_per_epoch": 1, "lr": 1e-3,
                                       "segment_seconds": 0.5}, segment=8000)
-    assert config.segment == 8000
+    assert config.segment == 8000 and config.val_segment == 0

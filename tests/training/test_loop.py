@@ -315,3 +315,18 @@ def test_from_params_rejects_bad_values_naming_the_key(change, key):
 def test_from_params_requires_the_core_keys():
     with pytest.raises(ValueError, match=r"missing key\(s\) \['lr'\]"):
         TrainConfig.from_params({k: v for k, v in FULL_SECTION.items() if k != "lr"}, segment=100)
+
+
+def test_validation_scores_its_own_crop_length_whatever_the_training_crop(splits, monkeypatch):
+    train, val = splits
+    model = build_model("crced", sample_rate=16000)
+    seen = []
+    original = PackedSplit.fixed_batches
+    monkeypatch.setattr(PackedSplit, "fixed_batches",
+                        lambda self, batch, segment: (seen.append(segment), original(self, batch, segment))[1])
+    short = dict(epochs=1, batch_size=4, steps_per_epoch=1, lr=1e-3, weight_decay=0.0, segment=4000)
+    Trainer(model, train, val, TrainConfig(**short, val_segment=16000), torch.device("cpu")).validate()
+    Trainer(model, train, val, TrainConfig(**short), torch.device("cpu")).validate()
+    assert seen == [16000, 4000]
+    with pytest.raises(ValueError, match="val_segment"):
+        TrainConfig(**short, val_segment=-1)

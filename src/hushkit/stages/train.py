@@ -75,7 +75,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     rate = int(summary["sample_rate"])
     # Crop length: the features stage's default, or the architecture's own (shorter crops = cheaper steps).
     segment = crop_samples(settings, rate, default=int(summary["segment_samples"]))
-    config = TrainConfig.from_params(settings, segment=segment)
+    # Validation always scores the features stage's (longer) crop, whatever the training crop.
+    config = TrainConfig.from_params(settings, segment=segment, val_segment=int(summary["segment_samples"]))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = pick_device(settings.get("device", "auto"))

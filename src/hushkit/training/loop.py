@@ -37,6 +37,10 @@ class TrainConfig:
     weight_decay: float
     segment: int  # samples per training crop
     seed: int = 0
+    # Samples from the start of each validation utterance that validation scores (0: `segment`). Kept at the
+    # features stage's crop when an architecture trains on shorter ones: the first half second of an utterance
+    # is mostly onset and silence, too little to tell one epoch's weights from another's.
+    val_segment: int = 0
     grad_clip: float = 5.0
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     loss: dict[str, float] = field(default_factory=lambda: {"spectral": 1.0})
@@ -63,6 +67,7 @@ class TrainConfig:
         _require(self.lr > 0, "lr", "must be > 0", self.lr)
         _require(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
         _require(self.segment >= 1, "segment", "must be >= 1", self.segment)
+        _require(self.val_segment >= 0, "val_segment", "must be >= 0 (0: segment)", self.val_segment)
         _require(self.grad_clip > 0, "grad_clip", "must be > 0", self.grad_clip)
         _require(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)", self.ema_decay)
         check_schedule(self.schedule, self.warmup_steps)
@@ -90,7 +95,7 @@ class TrainConfig:
                  self.adversarial_start_epoch)
 
     @classmethod
-    def from_params(cls, section: dict[str, Any], segment: int) -> "TrainConfig":
+    def from_params(cls, section: dict[str, Any], segment: int, val_segment: int = 0) -> "TrainConfig":
         """The config for one architecture's training settings from params.yaml (train.common merged with
         train.models.<arch>); `segment` comes from the features stage."""
         section = dict(section)
@@ -113,7 +118,7 @@ class TrainConfig:
             if inner in holder:
                 values[name] = _typed(key, holder[inner], kind)
         # weight_decay is optional here but has no field default (fields after it have none).
-        return cls(segment=segment, **{"weight_decay": 0.0, **values})
+        return cls(segment=segment, val_segment=val_segment, **{"weight_decay": 0.0, **values})
 
 
 # params.yaml key (dotted inside a section) → TrainConfig field and the type its value must have.
@@ -292,7 +297,8 @@ class Trainer:
         """The reconstruction loss on the validation split (no adversarial term: comparable across models)."""
         model = self.evaluated_model.eval()
         losses, weights = [], []
-        for noisy, clean in self.val.fixed_batches(self.config.batch_size, self.config.segment):
+        for noisy, clean in self.val.fixed_batches(self.config.batch_size,
+                                                   self.config.val_segment or self.config.segment):
             losses.append(float(self.loss_fn(model(self._tensor(noisy)), self._tensor(clean))))
             weights.append(len(noisy))
         return float(np.average(losses, weights=weights))
