@@ -53,3 +53,11 @@ def test_markdown_and_plot(stage_outputs, tmp_path):
 def test_missing_architecture_results_name_the_file(stage_outputs):
     with pytest.raises(FileNotFoundError, match="crnn"):
         leaderboard(stage_outputs / "evaluate", stage_outputs / "train", stage_outputs / "export", ["crnn"])
+
+
+@pytest.mark.parametrize("value, text", [(6341.0, "6341"), (1092417.0, "1092417"), (1.5786, "1.579"),
+                                         (3.0, "3.000"), (float("nan"), ""), ("segan", "segan")])
+def test_markdown_cells_show_counts_whole_and_scores_to_three_decimals(value, text):
+    from hushkit.stages.summary import _cell
+
+    assert _cell(value) == text

@@ -39,13 +39,22 @@ def best_architecture(board: pd.DataFrame, rank_by: str) -> str:
     return str(models.sort_values([rank_by, "si_sdr"], ascending=False).system.iat[0])
 
 
+def _cell(value) -> str:
+    """Blank when missing, whole numbers (parameter counts) without decimals, scores to 3 decimals."""
+    if pd.isna(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.3f}"
+    return str(value)
+
+
 def to_markdown(board: pd.DataFrame, best: str, rank_by: str) -> str:
     columns = ["system", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second", "train_seconds"]
     table = board[columns].copy()
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     lines = []
     for row in table.itertuples(index=False):
-        cells = ["" if pd.isna(v) else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row]
+        cells = [_cell(v) for v in row]
         if row.system == best:
             cells[0] = f"**{row.system}**"
         lines.append("| " + " | ".join(cells) + " |")
