@@ -49,7 +49,8 @@ def repo(tmp_path_factory, tiny_params) -> tuple[Path, dict]:
 
 def stage_names(tiny_params) -> list[str]:
     archs = tiny_params["train"]["architectures"]
-    return [*DATA_STAGES, "baseline@noisy", *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary"]
+    baselines = [f"baseline@{b}" for b in tiny_params["evaluate"]["baselines"]]
+    return [*DATA_STAGES, *baselines, *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary"]
 
 
 def test_every_stage_produced_its_outputs(repo, tiny_params):
@@ -76,7 +77,7 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         assert export["parity_max_abs_error"] <= 1e-4
     summary = json.loads((data / "summary" / "summary.json").read_text())
     assert summary["best"] in archs
-    assert set(summary["systems"]) == {"noisy", *archs}
+    assert set(summary["systems"]) == {*tiny_params["evaluate"]["baselines"], *archs}
     assert f"**{summary['best']}**" in (data / "summary" / "leaderboard.md").read_text()
     assert (data / "summary" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
 

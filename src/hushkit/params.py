@@ -44,9 +44,14 @@ def architecture_params(train: dict[str, Any], arch: str) -> dict[str, Any]:
     if arch not in listed:
         raise ValueError(f"train.architectures {listed} does not list {arch!r}")
     models = train.get("models") or {}
-    unknown = sorted(set(models) - set(listed))
+    # Settings may stay for registered architectures that are not listed (training a subset is one edit of
+    # train.architectures); a name that is no model at all is a typo that would silently train the defaults.
+    from hushkit.models import available_models
+
+    unknown = sorted(set(models) - set(available_models()))
     if unknown:
-        raise ValueError(f"train.models has settings for {unknown}, which train.architectures {listed} does not list")
+        raise ValueError(f"train.models has settings for {unknown}, which are not registered models "
+                         f"(registered: {available_models()})")
     settings = deep_merge(train.get("common") or {}, models.get(arch) or {})
     settings["model"] = arch
     return settings

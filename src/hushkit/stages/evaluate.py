@@ -3,6 +3,7 @@ the noisy input, whose scores the `baseline` stage computed once on the same fil
 from __future__ import annotations
 
 import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ from rich.progress import track
 
 from hushkit import tracking
 from hushkit.audio import read_audio
+from hushkit.baselines import NOISY
 from hushkit.checks import suites, validate
 from hushkit.inference import enhance_waveform, read_run_id
 from hushkit.io import read_table, write_json, write_table
@@ -20,7 +22,6 @@ from hushkit.models import load_checkpoint
 from hushkit.stages._checks import check_mixture_files
 from hushkit.stages._cli import stage_main
 
-NOISY = "noisy"
 KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language")
 
 
@@ -31,21 +32,32 @@ def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
 
 
 def score_system(system: str, enhance: Callable[[np.ndarray], np.ndarray], mix: Path, test: pd.DataFrame,
-                 checks: Path) -> pd.DataFrame:
-    """Per-file scores of `enhance` (noisy audio → enhanced audio) against the clean references, one row per file."""
+                 checks: Path, workers: int = 1) -> pd.DataFrame:
+    """Per-file scores of `enhance` (noisy audio → enhanced audio) against the clean references, one row per file.
+    `workers` > 1 enhances files in that many processes (`enhance` must then pickle): for single-threaded systems;
+    a torch model already uses every core."""
     check_mixture_files(mix, test, name="evaluate input: test mixtures", report_path=checks / "input.json")
     rate = int(test.sample_rate.iat[0])
-    jobs = []
-    for row in track(list(test.itertuples()), description=f"enhance test set ({system})", transient=True):
-        clean, _ = read_audio(mix / row.clean_path)
-        noisy, _ = read_audio(mix / row.noisy_path)
-        jobs.append((clean, enhance(noisy), rate))
+    noisy_paths = [mix / path for path in test.noisy_path]
+    description = f"enhance test set ({system})"
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            outputs = list(track(pool.map(_enhance_file, [enhance] * len(noisy_paths), noisy_paths, chunksize=4),
+                                 total=len(noisy_paths), description=description, transient=True))
+    else:
+        outputs = [_enhance_file(enhance, path) for path in track(noisy_paths, description=description,
+                                                                   transient=True)]
+    jobs = [(read_audio(mix / clean)[0], enhanced, rate) for clean, enhanced in zip(test.clean_path, outputs)]
     scores = score_pairs(jobs, workers=os.cpu_count() or 1)
     per_file = pd.concat([test[list(KEYS)].reset_index(drop=True).assign(system=system), pd.DataFrame(scores)],
                          axis=1)
     validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
              name=f"evaluate output: per-file scores of {system}", report_path=checks / "scores.json")
     return per_file
+
+
+def _enhance_file(enhance: Callable[[np.ndarray], np.ndarray], path: Path) -> np.ndarray:
+    return enhance(read_audio(path)[0])
 
 
 def summarize(per_file: pd.DataFrame, system: str) -> dict[str, Any]:

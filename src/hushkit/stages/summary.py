@@ -1,5 +1,5 @@
-"""summary: compare every trained architecture on the test split, name the best, make it the registry's
-`challenger`, and log the comparison to the pipeline's parent MLflow run."""
+"""summary: compare every trained architecture and every baseline on the test split, name the best architecture,
+make it the registry's `challenger`, and log the comparison to the pipeline's parent MLflow run."""
 from __future__ import annotations
 
 import json
@@ -12,21 +12,28 @@ from hushkit import tracking
 from hushkit.io import atomic_path, write_json
 from hushkit.metrics import METRICS
 from hushkit.stages._cli import stage_main
-from hushkit.stages.evaluate import NOISY
+from hushkit.baselines import NOISY
 
 ALIAS = "challenger"
 
 
-def leaderboard(evaluate: Path, train: Path, export: Path, architectures: list[str]) -> pd.DataFrame:
-    """One row per architecture (plus the noisy input): test means, gains over noisy, size, cost, registry version."""
+def leaderboard(evaluate: Path, train: Path, export: Path, architectures: list[str],
+                baseline: Path | None = None, baselines: list[str] = ()) -> pd.DataFrame:
+    """One row per system: the noisy input, each baseline (scored by baseline@<name> under `baseline`), each
+    architecture; test means, gains over noisy, and for architectures size, cost and registry version."""
     rows = []
     for arch in architectures:
         scores = json.loads((evaluate / arch / "metrics.json").read_text())
         trained = json.loads((train / arch / "metrics.json").read_text())
         exported = json.loads((export / arch / "export.json").read_text())
         if not rows:
-            rows.append({"system": NOISY, **scores[NOISY]})
-        rows.append({"system": arch, **scores[arch], **{f"delta_{k}": v for k, v in scores["improvement"].items()},
+            rows.append({"system": NOISY, "kind": "input", **scores[NOISY]})
+            for name in (b for b in baselines if b != NOISY):
+                means = json.loads((Path(baseline) / name / "metrics.json").read_text())[name]
+                rows.append({"system": name, "kind": "baseline", **means,
+                             **{f"delta_{k}": means[k] - scores[NOISY][k] for k in METRICS}})
+        rows.append({"system": arch, "kind": "model", **scores[arch],
+                     **{f"delta_{k}": v for k, v in scores["improvement"].items()},
                      "n_params": trained["n_params"], "gmacs_per_second": trained.get("gmacs_per_second"),
                      "train_seconds": trained["train_seconds"], "registry_version": exported["registry"]["version"]})
     return pd.DataFrame(rows)
@@ -35,7 +42,7 @@ def leaderboard(evaluate: Path, train: Path, export: Path, architectures: list[s
 def best_architecture(board: pd.DataFrame, rank_by: str) -> str:
     if rank_by not in METRICS:
         raise ValueError(f"summary.rank_by: {rank_by!r} is not a metric; choose one of {list(METRICS)}")
-    models = board[board.system != NOISY]
+    models = board[board.kind == "model"]
     return str(models.sort_values([rank_by, "si_sdr"], ascending=False).system.iat[0])
 
 
@@ -49,7 +56,7 @@ def _cell(value) -> str:
 
 
 def to_markdown(board: pd.DataFrame, best: str, rank_by: str) -> str:
-    columns = ["system", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second", "train_seconds"]
+    columns = ["system", "kind", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second", "train_seconds"]
     table = board[columns].copy()
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     lines = []
@@ -68,12 +75,13 @@ def plot(board: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.5))
-    colors = ["#999999" if s == NOISY else "#3070b0" for s in board.system]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.5 * len(METRICS), 4))
+    # Grey: the noisy input; orange: reference systems; blue: trained architectures.
+    colors = [{"input": "#999999", "baseline": "#d08030"}.get(kind, "#3070b0") for kind in board.kind]
     for ax, metric in zip(axes, METRICS):
-        ax.bar(board.system, board[metric], color=colors)
+        ax.bar(range(len(board)), board[metric], color=colors)
+        ax.set_xticks(range(len(board)), board.system, rotation=45, ha="right")
         ax.set_title(metric)
-        ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -87,12 +95,13 @@ def promote(mlflow_params: dict[str, Any], version: str) -> None:
                                               str(version))
 
 
-def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, out: Path,
+def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, baseline: Path, out: Path,
         pipeline_params: dict[str, Any]) -> None:
     evaluate, train, export, out = Path(evaluate), Path(train), Path(export), Path(out)
     architectures = pipeline_params["train"]["architectures"]
     rank_by = params.get("rank_by", "pesq")
-    board = leaderboard(evaluate, train, export, architectures)
+    baselines = pipeline_params.get("evaluate", {}).get("baselines") or [NOISY]
+    board = leaderboard(evaluate, train, export, architectures, Path(baseline), baselines)
     best = best_architecture(board, rank_by)
     out.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(board, best, rank_by)
