@@ -45,3 +45,14 @@ def test_orchestrator_can_name_the_parent(mlflow, monkeypatch):
 
 def test_flatten_dots_nested_keys():
     assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}, "x.") == {"x.a.b": 1, "x.a.c.d": 2, "x.e": 3}
+
+
+def test_relative_sqlite_store_is_the_repos_also_in_an_experiment_copy(monkeypatch):
+    from hushkit.tracking import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    section = {"tracking_uri": "sqlite:///mlflow.db"}
+    assert tracking_uri(section, cwd="/work/repo") == "sqlite:////work/repo/mlflow.db"
+    assert tracking_uri(section, cwd="/work/repo/.dvc/tmp/exps/tmpab12cd") == "sqlite:////work/repo/mlflow.db"
+    assert tracking_uri({"tracking_uri": "sqlite:////abs/m.db"}, cwd="/x") == "sqlite:////abs/m.db"
+    assert tracking_uri({"tracking_uri": "http://127.0.0.1:5000"}, cwd="/x") == "http://127.0.0.1:5000"

@@ -7,9 +7,21 @@ from typing import Any
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
-def tracking_uri(section: dict[str, Any]) -> str:
-    """MLFLOW_TRACKING_URI (env) wins over params, so CI and users can point at a server without editing params."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or section.get("tracking_uri") or DEFAULT_URI
+# `dvc exp run --temp/--queue` runs the pipeline in a copy under <repo>/.dvc/tmp/exps/: a relative sqlite store
+# there would be a fresh, throw-away one, so it resolves against the repo the experiment came from.
+EXPERIMENT_COPY = os.path.join(".dvc", "tmp", "exps") + os.sep
+
+
+def tracking_uri(section: dict[str, Any], cwd: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI (env) wins over params, so CI and users can point at a server without editing params.
+    A relative sqlite path is the user's repo's, also inside a DVC experiment's temporary copy."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or section.get("tracking_uri") or DEFAULT_URI
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or os.path.isabs(uri[len(prefix):]):
+        return uri
+    cwd = os.path.abspath(cwd or os.getcwd()) + os.sep
+    root = cwd.split(os.sep + EXPERIMENT_COPY)[0] if os.sep + EXPERIMENT_COPY in cwd else cwd.rstrip(os.sep)
+    return prefix + os.path.join(root, uri[len(prefix):])
 
 
 def setup(section: dict[str, Any]):
