@@ -6,7 +6,7 @@ imports) on the packed test subset, append one JSON line per job to $OUT/results
 
 TIMING=1 first prints each architecture's median optimizer-step time alone on the GPU. pystoi may be carried
 unpacked under benchmarks/gpu_sweep/site/ (see pack.py's docstring for why)."""
-import sys, types, os, json, lzma, time, copy, tarfile, math, traceback
+import sys, types, os, json, lzma, time, tarfile, traceback
 # The GPU image has neither soundfile nor soxr: hushkit imports them at module level, training never calls them.
 sys.modules.setdefault("soundfile", types.ModuleType("soundfile"))
 sys.modules.setdefault("soxr", types.ModuleType("soxr"))
@@ -21,19 +21,25 @@ def load(name, dtype=np.float32):
     half = len(raw) // 2
     return raw[:half].astype(np.float32) / 32767, raw[half:].astype(np.float32) / 32767, idx
 
-def si_sdr(est, ref):
-    ref = ref - ref.mean(); est = est - est.mean()
-    a = (est @ ref) / (ref @ ref + 1e-12); t = a * ref; e = est - t
-    return 10 * np.log10((t @ t + 1e-12) / (e @ e + 1e-12))
+def train_config(arch, overrides, val_segment):
+    """params.yaml's settings for `arch` with `overrides` merged in, its crop length and loop config: the train
+    stage's own resolution (hushkit.stages.train.run)."""
+    from hushkit.training.loop import TrainConfig
+    from hushkit.params import architecture_params, deep_merge
+    from hushkit.stages.train import crop_samples
+    params = yaml.safe_load(open("params.yaml"))["train"]
+    params["models"][arch] = deep_merge(params["models"][arch], overrides)
+    settings = architecture_params(params, arch)
+    seg = crop_samples(settings, 16000, 32000)
+    return settings, seg, TrainConfig.from_params(settings, segment=seg, val_segment=val_segment)
 
 def job(spec):
     torch.set_num_threads(spec.get("threads", 2))
     sys.path[:0] = ["src", D + "/site"]
     from hushkit.training.data import PackedSplit
-    from hushkit.training.loop import TrainConfig, Trainer
+    from hushkit.training.loop import Trainer
     from hushkit.models import build_model, save_checkpoint
-    from hushkit.params import architecture_params, deep_merge
-    from hushkit.stages.train import crop_samples
+    from hushkit.metrics import si_sdr
     from pystoi import stoi
     try:
         from pesq import pesq as _pesq
@@ -43,11 +49,7 @@ def job(spec):
     try:
         c, n, i = load("train"); tr = PackedSplit(c, n, i)
         c, n, i = load("val"); va = PackedSplit(c, n, i)
-        params = yaml.safe_load(open("params.yaml"))["train"]
-        params["models"][arch] = deep_merge(params["models"][arch], spec.get("overrides", {}))
-        settings = architecture_params(params, arch)
-        seg = crop_samples(settings, 16000, 32000)
-        cfg = TrainConfig.from_params(settings, segment=seg, val_segment=spec.get("val_segment", 32000))
+        settings, seg, cfg = train_config(arch, spec.get("overrides", {}), spec.get("val_segment", 32000))
         torch.manual_seed(cfg.seed); np.random.seed(cfg.seed)
         dev = torch.device(spec.get("device", "cuda") if torch.cuda.is_available() else "cpu")
         model = build_model(arch, sample_rate=16000, **(settings.get("model_args") or {}))
@@ -62,7 +64,7 @@ def job(spec):
             for r in i.itertuples():
                 cl, no = c[r.offset:r.offset + r.length], n[r.offset:r.offset + r.length]
                 en = model(torch.from_numpy(no)[None].to(dev))[0].cpu().numpy()
-                rows.append({"n_sisdr": si_sdr(no, cl), "m_sisdr": si_sdr(en, cl),
+                rows.append({"n_sisdr": si_sdr(cl, no), "m_sisdr": si_sdr(cl, en),
                              "n_stoi": stoi(cl, no, 16000), "m_stoi": stoi(cl, en, 16000),
                              "n_estoi": stoi(cl, no, 16000, extended=True), "m_estoi": stoi(cl, en, 16000, extended=True),
                              **({"n_pesq": _pesq(16000, cl, no, "wb"), "m_pesq": _pesq(16000, cl, en, "wb")} if _pesq else {})})
@@ -83,17 +85,12 @@ def job(spec):
     print("DONE", json.dumps(res), flush=True)
     return res
 
-def step_timing(arch, overrides, dev):
+def step_timing(arch, dev):
     from hushkit.training.data import PackedSplit
-    from hushkit.training.loop import TrainConfig, Trainer
+    from hushkit.training.loop import Trainer
     from hushkit.models import build_model
-    from hushkit.params import architecture_params, deep_merge
-    from hushkit.stages.train import crop_samples
     c, n, i = load("val"); va = PackedSplit(c, n, i)
-    params = yaml.safe_load(open("params.yaml"))["train"]
-    settings = architecture_params(params, arch)
-    seg = crop_samples(settings, 16000, 32000)
-    cfg = TrainConfig.from_params(settings, segment=seg, val_segment=32000)
+    settings, seg, cfg = train_config(arch, {}, 32000)
     if cfg.adversarial_weight > 0: cfg.adversarial_start_epoch = 1  # time the full GAN step
     model = build_model(arch, sample_rate=16000, **(settings.get("model_args") or {}))
     tr = Trainer(model, va, va, cfg, torch.device(dev)); rng = np.random.default_rng(0); ts = []
@@ -113,7 +110,7 @@ if __name__ == "__main__":
     deadline = time.time() + float(os.environ.get("SWEEP_SECONDS", "330"))
     if os.environ.get("TIMING", "1") == "1":
         torch.set_num_threads(2)
-        timing = {a: step_timing(a, {}, "cuda") for a in ["crced", "crnn", "densenet", "autoencoder", "convtasnet", "segan"]}
+        timing = {a: step_timing(a, "cuda") for a in ["crced", "crnn", "densenet", "autoencoder", "convtasnet", "segan"]}
         print("GPU step seconds (batch as params, uncontended):", json.dumps(timing), flush=True)
         json.dump(timing, open(f"{OUT}/gpu_step_seconds.json", "w"))
     ctx = mp.get_context("spawn")

@@ -48,10 +48,11 @@ def architecture_params(train: dict[str, Any], arch: str) -> dict[str, Any]:
     # train.architectures); a name that is no model at all is a typo that would silently train the defaults.
     from hushkit.models import available_models
 
-    unknown = sorted(set(models) - set(available_models()))
+    registered = available_models()
+    unknown = sorted(set(models) - set(registered))
     if unknown:
         raise ValueError(f"train.models has settings for {unknown}, which are not registered models "
-                         f"(registered: {available_models()})")
+                         f"(registered: {registered})")
     settings = deep_merge(train.get("common") or {}, models.get(arch) or {})
     settings["model"] = arch
     return settings

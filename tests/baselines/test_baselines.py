@@ -2,11 +2,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pystoi import stoi
 
 from hushkit.audio import read_audio, resample, to_mono
 from hushkit.baselines import NOISY, available_baselines, build_baseline
-from pystoi import stoi
-
 from hushkit.metrics import si_sdr
 
 REAL_SMALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-small"

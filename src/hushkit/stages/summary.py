@@ -29,7 +29,7 @@ def leaderboard(evaluate: Path, train: Path, export: Path, architectures: list[s
         if not rows:
             rows.append({"system": NOISY, "kind": "input", **scores[NOISY]})
             for name in (b for b in baselines if b != NOISY):
-                means = json.loads((Path(baseline) / name / "metrics.json").read_text())[name]
+                means = json.loads((baseline / name / "metrics.json").read_text())[name]
                 rows.append({"system": name, "kind": "baseline", **means,
                              **{f"delta_{k}": means[k] - scores[NOISY][k] for k in METRICS}})
         rows.append({"system": arch, "kind": "model", **scores[arch],
@@ -56,7 +56,8 @@ def _cell(value) -> str:
 
 
 def to_markdown(board: pd.DataFrame, best: str, rank_by: str) -> str:
-    columns = ["system", "kind", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second", "train_seconds"]
+    columns = ["system", "kind", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second",
+               "train_seconds"]
     table = board[columns].copy()
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     lines = []
