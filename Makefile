@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test
+.PHONY: setup browser repro test
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -22,8 +22,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	touch $(STAMP)
 
+# `make repro PROFILE=real-small` first merges profiles/real-small.yaml into params.yaml (`git diff params.yaml`
+# shows it; `git checkout params.yaml` returns to the defaults).
 repro: setup
+	$(if $(PROFILE),hushkit params --profile $(PROFILE))
 	dvc repro
 
-test: setup
+# The report's browser test needs a Chromium (Debian's chromium; GitHub's runners have google-chrome): install it
+# where we can (apt as root, or with password-less sudo), else say the test will skip.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; \
+	then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "warning: no chromium and cannot apt-get it: the report browser test will skip (fail under CI)"; fi
+
+test: setup browser
 	python -m pytest $(PYTEST_ARGS)

@@ -11,6 +11,40 @@ from hushkit.params import deep_merge, load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def file_server(tmp_path, monkeypatch):
+    """A static HTTP server on 127.0.0.1 for a served/ folder (no proxy in the way): tests reach no other address."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def one_thread():
+    """Small CPU workloads (tiny models, frame-by-frame streaming) run fastest on one torch thread, and on a shared
+    2-core machine far more predictably; restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_params() -> dict:
     overlay = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())

@@ -50,3 +50,22 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json(target, {"a": 1})
     assert target.read_text().strip().startswith("{")
+
+
+def test_written_audio_is_byte_identical_across_runs(tmp_path):
+    """Stage outputs are hashed by DVC: the same audio written twice (a second apart) must give the same bytes."""
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    from hushkit.io import write_audio
+
+    audio = np.linspace(-0.5, 0.5, 4000, dtype=np.float32)
+    write_audio(tmp_path / "a.wav", audio, 16000)
+    time.sleep(1.1)
+    write_audio(tmp_path / "b.wav", audio, 16000)
+    write_audio(tmp_path / "c.wav", np.stack([audio, -audio], 1), 16000, subtype="PCM_16")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert np.array_equal(sf.read(tmp_path / "a.wav", dtype="float32")[0], audio)
+    assert sf.info(tmp_path / "c.wav").channels == 2

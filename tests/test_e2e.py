@@ -71,15 +71,25 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         assert trained["n_params"] > 0 and trained["gmacs_per_second"] > 0
         metrics = json.loads((data / "evaluate" / arch / "metrics.json").read_text())
         for system in ("noisy", arch, "improvement"):
-            assert set(metrics[system]) == {"pesq", "stoi", "estoi", "si_sdr"}
+            assert {"pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovr"} <= set(metrics[system])
             assert all(np.isfinite(v) for v in metrics[system].values())
+        assert metrics[arch]["rtf"] > 0
         export = json.loads((data / "export" / arch / "export.json").read_text())
-        assert export["parity_max_abs_error"] <= 1e-4
+        assert export["parity_max_abs_error"] <= 1e-4 and export["torchscript_parity_max_abs_error"] <= 1e-4
     summary = json.loads((data / "summary" / "summary.json").read_text())
     assert summary["best"] in archs
     assert set(summary["systems"]) == {*tiny_params["evaluate"]["baselines"], *archs}
-    assert f"**{summary['best']}**" in (data / "summary" / "leaderboard.md").read_text()
-    assert (data / "summary" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"by pesq: {summary['best']}." in (data / "summary" / "leaderboard.md").read_text()
+    board = json.loads((data / "summary" / "leaderboard.json").read_text())
+    assert list(board) == ["noisy", *[b for b in tiny_params["evaluate"]["baselines"] if b != "noisy"], *archs]
+    for system, entry in board.items():
+        for metric in ("pesq", "stoi", "estoi", "si_sdr", "dnsmos_ovr"):
+            assert entry[metric]["ci_low"] <= entry[metric]["mean"] <= entry[metric]["ci_high"], (system, metric)
+        assert entry["dnsmos_files"] == tiny_params["evaluate"]["dnsmos_files"]
+    for plot in ("leaderboard.png", "by_snr.png", "by_category.png"):
+        assert (data / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
+    report = (data / "summary" / "report.html").read_text()
+    assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
 
 
 def test_registry_and_tracking(repo, tiny_params):

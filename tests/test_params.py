@@ -62,3 +62,50 @@ def test_every_param_dvc_yaml_tracks_exists():
                 for part in key.replace("${item}", str(item)).split("."):
                     assert isinstance(node, dict) and part in node, f"{name}: params.yaml has no {key!r}"
                     node = node[part]
+
+
+# --- profiles written into params.yaml (`hushkit params --profile`, `make repro PROFILE=...`) -----------------------
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (_root() / "profiles").glob("*.yaml")))
+def test_a_profile_written_into_params_means_its_deep_merge_and_keeps_the_comments(profile, tmp_path):
+    import yaml
+
+    from hushkit.params import apply_profile
+
+    root = _root()
+    overlay = root / "profiles" / f"{profile}.yaml"
+    text, changed = apply_profile(root / "params.yaml", overlay)
+    assert yaml.safe_load(text) == deep_merge(load_params(root / "params.yaml"), yaml.safe_load(overlay.read_text()))
+    assert text.startswith("# hushkit pipeline parameters") and "# speakers held out for test" in text
+    assert changed and all("." in key for key in changed)
+    applied = tmp_path / "params.yaml"
+    applied.write_text(text)
+    assert apply_profile(applied, overlay)[1] == []  # applying it again changes nothing
+
+
+def test_params_command_writes_or_prints_the_profile(tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from hushkit.cli import app
+
+    root = _root()
+    shutil.copytree(root / "profiles", tmp_path / "profiles")
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    printed = runner.invoke(app, ["params", "--profile", "real-small", "-o", "-"])
+    assert printed.exit_code == 0 and "sources: [local]" in printed.stdout
+    assert "sources: [synthetic]" in (tmp_path / "params.yaml").read_text()  # printing left the file alone
+    written = runner.invoke(app, ["params", "--profile", "real-small"])
+    assert written.exit_code == 0 and "changed download.sources" in written.output
+    assert load_params(tmp_path / "params.yaml")["download"]["sources"] == ["local"]
+    missing = runner.invoke(app, ["params", "--profile", "nope"])
+    assert missing.exit_code == 2 and "known: real-small, tiny" in missing.output

@@ -1,38 +1,65 @@
-"""Running a denoiser on audio: one loader for every model reference (checkpoint, ONNX file, MLflow URI)."""
+"""Running a denoiser on audio: one loader for every model reference.
+
+``load_enhancer`` takes a hushkit checkpoint (``.pt``), an exported ONNX (``.onnx``) or TorchScript (``.ts``, or a
+TorchScript archive named ``.pt``) file, an MLflow model URI (``models:/NAME@alias``, ``models:/NAME/VERSION``,
+``runs:/ID/path``) or a bare MLflow run id (32 hex digits, meaning ``runs:/ID/model``, what the export stage logs).
+"""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-MODEL_SUFFIXES = (".pt", ".onnx")
+MODEL_SUFFIXES = (".pt", ".onnx", ".ts")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Enhancer:
-    """A loaded model: call it with mono float32 audio at `sample_rate`; it returns audio of the same length."""
+    """A loaded model: call it with float32 audio at `sample_rate`, (samples,) or (batch, samples); it returns audio
+    of the same shape. `model` is the torch module when there is one (a checkpoint): what streaming needs."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], sample_rate: int, description: str):
-        self._fn, self.sample_rate, self.description = fn, sample_rate, description
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], sample_rate: int, description: str,
+                 model: torch.nn.Module | None = None):
+        self._fn, self.sample_rate, self.description, self.model = fn, sample_rate, description, model
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        return self._fn(np.ascontiguousarray(audio, dtype=np.float32))
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            return self._fn(audio[None])[0]
+        return self._fn(audio)
+
+    def streamer(self):
+        """A fresh StreamingEnhancer of this model; ValueError when the model cannot stream."""
+        from hushkit.streaming import StreamingEnhancer
+
+        if self.model is None:
+            raise ValueError(f"{self.description}: streaming needs a hushkit checkpoint (.pt or an MLflow model), "
+                             "not an exported graph")
+        return StreamingEnhancer(self.model)
 
 
 @torch.no_grad()
 def enhance_waveform(model: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
-    """One mono signal through a torch denoiser, on the model's device."""
-    device = next(model.parameters()).device
-    return model(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device))[0].cpu().numpy()
+    """One mono signal (or a (batch, samples) array) through a torch denoiser, on the model's device."""
+    device = next(iter([*model.parameters(), *model.buffers()])).device
+    batch = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    out = model((batch[None] if batch.dim() == 1 else batch).to(device)).cpu().numpy()
+    return out[0] if batch.dim() == 1 else out
 
 
 def from_checkpoint(path: Path) -> Enhancer:
     from hushkit.models import load_checkpoint
+    from hushkit.models.torchscript_export import is_torchscript_archive
 
+    if is_torchscript_archive(path):
+        return from_torchscript(path)
     model, meta = load_checkpoint(path)
-    return Enhancer(lambda audio: enhance_waveform(model, audio), int(meta["sample_rate"]), f"{meta['model']} ({path})")
+    return Enhancer(lambda audio: enhance_waveform(model, audio), int(meta["sample_rate"]),
+                    f"{meta['model']} ({path})", model=model)
 
 
 def from_onnx(path: Path) -> Enhancer:
@@ -43,18 +70,54 @@ def from_onnx(path: Path) -> Enhancer:
     if "sample_rate" not in metadata:
         raise ValueError(f"{path}: ONNX file has no hushkit sample_rate metadata; export it with hushkit")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return Enhancer(lambda audio: session.run(None, {"noisy": audio[None]})[0][0], int(metadata["sample_rate"]),
+    return Enhancer(lambda audio: session.run(None, {"noisy": audio})[0], int(metadata["sample_rate"]),
                     f"{metadata.get('model', 'onnx')} ({path})")
 
 
-def from_mlflow(uri: str) -> Enhancer:
-    """models:/NAME@alias, models:/NAME/VERSION or runs:/ID/path → the checkpoint stored with that model."""
-    import mlflow
+def from_torchscript(path: Path) -> Enhancer:
+    from hushkit.models.torchscript_export import load_torchscript
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    found = sorted(local.rglob("*.pt")) or sorted(local.rglob("*.onnx"))
+    module, meta = load_torchscript(path)
+
+    @torch.no_grad()
+    def run(audio: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(audio)).numpy()
+
+    return Enhancer(run, int(meta["sample_rate"]), f"{meta.get('model', 'torchscript')} ({path})")
+
+
+def _configure_mlflow():
+    """Point mlflow at the project's store (MLFLOW_TRACKING_URI, else params.yaml's mlflow.tracking_uri, else
+    sqlite:///mlflow.db) unless the caller already chose one."""
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    from hushkit import tracking
+
+    if not is_tracking_uri_set():
+        section = {}
+        if Path("params.yaml").is_file():
+            from hushkit.params import load_params
+
+            section = load_params(Path("params.yaml")).get("mlflow", {}) or {}
+        uri = tracking.tracking_uri(section)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    return mlflow
+
+
+def from_mlflow(uri: str) -> Enhancer:
+    """models:/NAME@alias, models:/NAME/VERSION or runs:/ID/path → the checkpoint stored with that model (else its
+    TorchScript, else its ONNX file)."""
+    mlflow = _configure_mlflow()
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as err:  # MlflowException, OSError: name the reference, not a stack trace
+        raise ValueError(f"{uri}: cannot fetch the MLflow model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    found = sorted(local.rglob("*.pt")) or sorted(local.rglob("*.ts")) or sorted(local.rglob("*.onnx"))
     if not found:
-        raise ValueError(f"{uri}: no hushkit checkpoint (.pt) or .onnx file among the model's artifacts")
+        raise ValueError(f"{uri}: no hushkit checkpoint (.pt), .ts or .onnx file among the model's artifacts")
     return load_enhancer(found[0])
 
 
@@ -64,12 +127,17 @@ def load_enhancer(reference: str | Path) -> Enhancer:
         return from_mlflow(text)
     path = Path(text)
     if not path.is_file():
+        if RUN_ID.fullmatch(text):  # a bare run id: the model the export stage logged to that run
+            return from_mlflow(f"runs:/{text}/model")
         raise FileNotFoundError(f"{path}: model file not found")
     if path.suffix == ".onnx":
         return from_onnx(path)
     if path.suffix == ".pt":
         return from_checkpoint(path)
-    raise ValueError(f"{path}: unknown model file type (expected one of {', '.join(MODEL_SUFFIXES)} or an MLflow URI)")
+    if path.suffix == ".ts":
+        return from_torchscript(path)
+    raise ValueError(f"{path}: unknown model file type (expected one of {', '.join(MODEL_SUFFIXES)}, an MLflow URI "
+                     "or run id)")
 
 
 def read_run_id(run_file: Path) -> str:

@@ -14,6 +14,11 @@ import pandas as pd
 import soundfile as sf
 
 
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code (sndfile.h)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -22,6 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions (they are shared)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -48,8 +54,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, su
     """Float WAV by default: mixtures stay exact (and a NaN stays visible to the data checks)."""
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    audio = np.asarray(audio)
     with atomic_path(path) as tmp:
-        sf.write(tmp, audio, sample_rate, subtype=subtype, format=fmt)
+        with sf.SoundFile(tmp, "w", sample_rate, 1 if audio.ndim == 1 else audio.shape[1], subtype, format=fmt) as fh:
+            # libsndfile stamps the write time into a float WAV's PEAK chunk: off, so the same audio gives the same
+            # bytes (the files are DVC outputs; a new hash on every rerun would rerun everything downstream).
+            sf._snd.sf_command(fh._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+            fh.write(audio)
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

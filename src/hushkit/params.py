@@ -56,3 +56,73 @@ def architecture_params(train: dict[str, Any], arch: str) -> dict[str, Any]:
     settings = deep_merge(train.get("common") or {}, models.get(arch) or {})
     settings["model"] = arch
     return settings
+
+
+# --- profiles -----------------------------------------------------------------------------------------------------
+# A profile (profiles/<name>.yaml) is an overlay of params.yaml. `apply_profile` writes it into params.yaml itself,
+# so plain `dvc repro` (and `dvc exp run`, `dvc params diff`) runs it: DVC reads params.yaml and nothing else.
+
+PROFILES = Path("profiles")
+
+
+def profile_path(profile: str | os.PathLike, profiles: Path = PROFILES) -> Path:
+    """`real-small` → <profiles>/real-small.yaml (the repo's profiles/ by default); an existing file path is taken as
+    it is."""
+    path = Path(profile)
+    if path.is_file():
+        return path
+    named = Path(profiles) / f"{profile}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in Path(profiles).glob("*.yaml")) if Path(profiles).is_dir() else []
+    raise FileNotFoundError(f"profile {str(profile)!r}: neither {named} nor a file {path}; known: {', '.join(known)}")
+
+
+def apply_profile(params_path: str | os.PathLike, profile: str | os.PathLike) -> tuple[str, list[str]]:
+    """The text of `params_path` with the profile merged in (deep_merge's rules; comments and layout kept) and
+    the dotted keys whose values it changed."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml_rt = YAML()  # round-trip: keeps params.yaml's comments, flow style and key order
+    yaml_rt.width = 4096
+    yaml_rt.preserve_quotes = True
+    yaml_rt.indent(mapping=2, sequence=2, offset=0)
+    yaml_rt.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    overlay_file = profile_path(profile)
+    base = yaml_rt.load(Path(params_path).read_text(encoding="utf-8"))
+    overlay = yaml_rt.load(overlay_file.read_text(encoding="utf-8")) or {}
+    if not isinstance(base, dict) or not isinstance(overlay, dict):
+        raise ValueError(f"{params_path} and {overlay_file} must both be mappings at the top level")
+    _merge_into(base, overlay)
+    buffer = io.StringIO()
+    yaml_rt.dump(base, buffer)
+    text = buffer.getvalue()
+    # The written file must mean exactly what deep_merge (the tests' reading of a profile) makes of the two.
+    before = load_params(params_path)
+    expected = deep_merge(before, yaml.safe_load(overlay_file.read_text(encoding="utf-8")) or {})
+    if yaml.safe_load(text) != expected:
+        raise AssertionError(f"merging {overlay_file} into {params_path} changed more than the profile says")
+    flat_before, flat_after = _flat(before), _flat(expected)
+    changed = [k for k in flat_after if k not in flat_before or flat_before[k] != flat_after[k]]
+    return text, changed
+
+
+def _merge_into(base: dict[str, Any], overlay: dict[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_into(base[key], value)
+        else:
+            base[key] = value
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -139,3 +139,12 @@ def test_expectations_can_be_reused(gx, tmp_path):
     for i in range(2):
         assert validate(_stats(), exps, name="m", report_path=tmp_path / f"{i}.json")["success"]
     assert all(e.id is None and not (e.meta or {}) for e in exps)
+
+
+def test_the_same_data_gives_a_byte_identical_report(gx, tmp_path):
+    """Reports live in DVC outputs: a timestamp in them would make every rerun look like new data."""
+    frame = pd.DataFrame({"path": ["a", "b"], "x": [1.0, 2.0]})
+    expectations = [gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=0, max_value=3)]
+    validate(frame, expectations, name="first", report_path=tmp_path / "one.json")
+    validate(frame, expectations, name="first", report_path=tmp_path / "two.json")
+    assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()

@@ -107,6 +107,20 @@ def test_corpus_manifest(tmp_path):
     assert "expect_column_min_to_be_between(column=n_speakers, min_value=4.0): observed n_speakers=3" in text
 
 
+def test_usable_corpus_measures_the_accepted_set_against_the_minimums(tmp_path):
+    check = dict(name="usable", report_path=tmp_path / "usable.json", id_column="corpus")
+    frame = suites.usable_corpus_frame(_corpus())
+    assert frame.iloc[0].to_dict() == {"corpus": "accepted set", "speakers": 3, "speech_files": 4,
+                                       "speech_minutes": round(8 / 60, 3), "noise_files": 3, "noise_categories": 2,
+                                       "noise_minutes": 0.25}
+    assert validate(frame, suites.usable_corpus({"speakers": 3, "noise_files": 3, "noise_minutes": None}),
+                    **check)["success"]
+    with pytest.raises(DataCheckError, match=r"column=speakers, min_value=4.0\): accepted set \(speakers=3\)"):
+        validate(frame, suites.usable_corpus({"speakers": 4, "noise_files": 3}), **check)
+    with pytest.raises(ValueError, match=r"download.minimum: unknown key\(s\) \['speaker'\]"):
+        suites.usable_corpus({"speaker": 4})
+
+
 def test_audio_files_suite_on_real_files(tmp_path):
     sr = 16000
     t = np.arange(sr) / sr

@@ -7,12 +7,13 @@ from hushkit.stages._cli import stage_main
 
 def test_stage_failure_is_one_line_naming_the_problem(tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"download": {"source": "nowhere"}}))
+    params.write_text(yaml.safe_dump({"download": {"sources": ["nowhere"]}}))
     with pytest.raises(SystemExit) as exit_info:
         stage_main("download", download.run, ["--params", str(params), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["download: params download.source: unknown source 'nowhere'; available: synthetic"]
+    assert len(err) == 1 and err[0].startswith(
+        "download: params download.sources: unknown source 'nowhere'; available: synthetic, local, ")
 
 
 def test_missing_path_option_is_a_usage_error(tmp_path):

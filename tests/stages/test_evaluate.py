@@ -1,7 +1,10 @@
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from hushkit.stages.evaluate import breakdown, summarize
+from hushkit.stages.evaluate import summarize
 
 
 @pytest.fixture
@@ -10,20 +13,23 @@ def per_file():
     for i, snr in enumerate([0, 0, 10, 10]):
         for system, bonus in (("noisy", 0.0), ("crced", 1.0)):
             rows.append({"id": f"t{i}", "system": system, "target_snr_db": snr, "noise_category": "hum",
-                         "pesq": 1.5 + bonus * 0.5, "stoi": 0.8, "estoi": 0.6 + bonus * 0.1, "si_sdr": snr + bonus})
+                         "pesq": 1.5 + bonus * 0.5, "stoi": 0.8, "estoi": 0.6 + bonus * 0.1, "si_sdr": snr + bonus,
+                         "dnsmos_sig": np.nan, "dnsmos_bak": np.nan, "dnsmos_ovr": 2.0 + bonus if i < 2 else np.nan,
+                         "duration": 2.0, "seconds": 0.1 * bonus})
     return pd.DataFrame(rows)
 
 
-def test_summary_gives_means_and_improvement(per_file):
+def test_summary_gives_means_improvement_and_rtf(per_file):
     summary = summarize(per_file, "crced")
     assert summary["files"] == 4
     assert summary["improvement"]["pesq"] == pytest.approx(0.5)
     assert summary["improvement"]["si_sdr"] == pytest.approx(1.0)
+    assert summary["improvement"]["dnsmos_ovr"] == pytest.approx(1.0)
     assert summary["noisy"]["si_sdr"] == pytest.approx(5.0)
+    assert summary["crced"]["rtf"] == pytest.approx(0.05)
 
 
-def test_breakdown_by_snr_has_one_row_per_system_and_level(per_file):
-    table = breakdown(per_file, "target_snr_db")
-    assert len(table) == 4
-    row = table[(table.system == "crced") & (table.target_snr_db == 10)].iloc[0]
-    assert row.si_sdr == pytest.approx(11.0)
+def test_summary_leaves_out_unmeasured_metrics_and_is_valid_json(per_file):
+    summary = summarize(per_file, "crced")
+    assert "dnsmos_sig" not in summary["crced"] and "dnsmos_sig" not in summary["improvement"]
+    json.loads(json.dumps(summary, allow_nan=False))

@@ -1,63 +1,66 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from hushkit.stages.summary import best_architecture, leaderboard, plot, to_markdown
+from hushkit.evaluation.aggregate import SCORES, leaderboard
+from hushkit.stages.summary import best_architecture, collect, model_details
+
+SYSTEMS = {"noisy": 0.0, "dsp": 0.2, "crced": 0.5, "segan": 0.4}
+
+
+def scores(system, gain, ids):
+    rng = np.random.default_rng(len(system))
+    return pd.DataFrame([{"id": i, "system": system, "target_snr_db": 0.0, "noise_category": "hum",
+                          "duration": 2.0, "seconds": 0.01, **{m: 1.5 + gain + rng.normal(0, 0.05) for m in SCORES}}
+                         for i in ids])
 
 
 @pytest.fixture
 def stage_outputs(tmp_path):
-    noisy = {"pesq": 1.4, "stoi": 0.9, "estoi": 0.75, "si_sdr": 9.0}
-    results = {"crced": {"pesq": 1.7, "stoi": 0.91, "estoi": 0.8, "si_sdr": 12.0},
-               "segan": {"pesq": 1.6, "stoi": 0.92, "estoi": 0.79, "si_sdr": 13.0}}
-    for version, (arch, scores) in enumerate(results.items(), start=1):
-        for stage, content in [
-            ("evaluate", {"noisy": noisy, arch: scores, "files": 10,
-                          "improvement": {k: scores[k] - noisy[k] for k in scores}}),
-            ("train", {"n_params": 1000 * version, "gmacs_per_second": 0.1, "train_seconds": 60.0}),
-            ("export", {"registry": {"version": str(version)}}),
-        ]:
-            path = tmp_path / stage / arch / ("export.json" if stage == "export" else "metrics.json")
-            path.parent.mkdir(parents=True)
-            path.write_text(json.dumps(content))
+    ids = [f"t{i}" for i in range(6)]
+    for system, gain in SYSTEMS.items():
+        model = system in ("crced", "segan")
+        folder = tmp_path / ("evaluate" if model else "baseline") / system
+        folder.mkdir(parents=True)
+        table = scores(system, gain, ids)
+        # an evaluate@<arch> table holds the noisy rows too: collect must take the architecture's own
+        (pd.concat([scores("noisy", 0.0, ids), table]) if model else table).to_csv(folder / "per_file.csv", index=False)
+    for version, arch in enumerate(("crced", "segan"), start=1):
+        for stage, name, content in [("train", "metrics.json", {"n_params": 1000 * version, "train_seconds": 60.0}),
+                                     ("export", "export.json", {"registry": {"version": str(version)}})]:
+            (tmp_path / stage / arch).mkdir(parents=True)
+            (tmp_path / stage / arch / name).write_text(json.dumps(content))
     return tmp_path
 
 
-def test_leaderboard_has_noisy_and_every_architecture(stage_outputs):
-    board = leaderboard(stage_outputs / "evaluate", stage_outputs / "train", stage_outputs / "export",
-                        ["crced", "segan"])
-    assert list(board.system) == ["noisy", "crced", "segan"]
-    row = board.set_index("system").loc["segan"]
-    assert row.delta_si_sdr == pytest.approx(4.0) and row.registry_version == "2"
+def test_collect_takes_every_system_once_in_display_order(stage_outputs):
+    per_file, kinds, folders = collect(stage_outputs / "evaluate", stage_outputs / "baseline", ["crced", "segan"],
+                                       ["noisy", "dsp"])
+    assert kinds == {"noisy": "input", "dsp": "baseline", "crced": "model", "segan": "model"}
+    assert per_file.groupby("system").size().to_dict() == {s: 6 for s in SYSTEMS}
+    assert folders["crced"] == stage_outputs / "evaluate" / "crced" / "examples" and "noisy" not in folders
 
 
-def test_best_follows_the_ranking_metric(stage_outputs):
-    board = leaderboard(stage_outputs / "evaluate", stage_outputs / "train", stage_outputs / "export",
-                        ["crced", "segan"])
+def test_collect_refuses_systems_scored_on_different_files(stage_outputs):
+    path = stage_outputs / "baseline" / "dsp" / "per_file.csv"
+    pd.read_csv(path).head(3).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="different test files"):
+        collect(stage_outputs / "evaluate", stage_outputs / "baseline", ["crced", "segan"], ["noisy", "dsp"])
+
+
+def test_best_is_a_model_chosen_by_the_ranking_metric(stage_outputs):
+    per_file, kinds, _ = collect(stage_outputs / "evaluate", stage_outputs / "baseline", ["crced", "segan"],
+                                 ["noisy", "dsp"])
+    board = leaderboard(per_file, kinds)
     assert best_architecture(board, "pesq") == "crced"
-    assert best_architecture(board, "si_sdr") == "segan"
     with pytest.raises(ValueError, match="rank_by"):
         best_architecture(board, "accuracy")
 
 
-def test_markdown_and_plot(stage_outputs, tmp_path):
-    board = leaderboard(stage_outputs / "evaluate", stage_outputs / "train", stage_outputs / "export",
-                        ["crced", "segan"])
-    text = to_markdown(board, "crced", "pesq")
-    assert "| **crced** |" in text and "| noisy |" in text
-    plot(board, tmp_path / "board.png")
-    assert (tmp_path / "board.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_missing_architecture_results_name_the_file(stage_outputs):
+def test_model_details_and_missing_results_name_the_file(stage_outputs):
+    details = model_details(stage_outputs / "train", stage_outputs / "export", ["crced", "segan"])
+    assert details.set_index("system").registry_version.to_dict() == {"crced": "1", "segan": "2"}
     with pytest.raises(FileNotFoundError, match="crnn"):
-        leaderboard(stage_outputs / "evaluate", stage_outputs / "train", stage_outputs / "export", ["crnn"])
-
-
-@pytest.mark.parametrize("value, text", [(6341.0, "6341"), (1092417.0, "1092417"), (1.5786, "1.579"),
-                                         (3.0, "3.000"), (float("nan"), ""), ("segan", "segan")])
-def test_markdown_cells_show_counts_whole_and_scores_to_three_decimals(value, text):
-    from hushkit.stages.summary import _cell
-
-    assert _cell(value) == text
+        model_details(stage_outputs / "train", stage_outputs / "export", ["crnn"])

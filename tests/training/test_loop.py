@@ -13,13 +13,7 @@ from tests.conftest import ROOT
 from tests.models.test_segan import SMALL as SEGAN_SMALL
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models train fastest on one thread, and then a busy machine's other core costs them nothing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

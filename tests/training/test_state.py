@@ -14,7 +14,8 @@ import torch
 from hushkit.training.loop import Trainer
 from hushkit.training.state import load_training_state, save_training_state
 from tests.training.test_loop import TINY_CRCED, synthetic_split, tiny_config, tiny_model
-from tests.training.test_loop import one_thread  # noqa: F401 (an autouse fixture: importing it applies it here)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_state_round_trips_with_weights_only(tmp_path):

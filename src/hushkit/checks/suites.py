@@ -75,6 +75,34 @@ def corpus_manifest(min_speakers: int, min_categories: int, sample_rate: int) ->
     ]
 
 
+USABLE_MEASURES = ("speakers", "speech_files", "speech_minutes", "noise_files", "noise_categories", "noise_minutes")
+
+
+def usable_corpus_frame(manifest: pd.DataFrame, name: str = "accepted set") -> pd.DataFrame:
+    """One row (id column `corpus`) measuring what a corpus manifest holds: USABLE_MEASURES."""
+    speech, noise = manifest[manifest["kind"] == "speech"], manifest[manifest["kind"] == "noise"]
+    return pd.DataFrame([{
+        "corpus": name,
+        "speakers": _distinct(manifest, "speech", "speaker"),
+        "speech_files": len(speech),
+        "speech_minutes": round(float(speech["duration"].astype(float).sum()) / 60, 3),
+        "noise_files": len(noise),
+        "noise_categories": _distinct(manifest, "noise", "category"),
+        "noise_minutes": round(float(noise["duration"].astype(float).sum()) / 60, 3),
+    }])
+
+
+def usable_corpus(minimum: dict[str, float | None]) -> list:
+    """`usable_corpus_frame`'s row against the minimums (params download.minimum; None: no minimum). Below them the
+    accepted set cannot make speaker- and noise-disjoint splits worth training on, however good each file is."""
+    unknown = sorted(set(minimum) - set(USABLE_MEASURES))
+    if unknown:
+        raise ValueError(f"params download.minimum: unknown key(s) {unknown}; known: {', '.join(USABLE_MEASURES)}")
+    E = _e()
+    return [E.ExpectColumnValuesToBeBetween(column=key, min_value=float(value))
+            for key, value in minimum.items() if value is not None]
+
+
 def mixture_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Add `snr_error_db` = |realized - target|, and `speaker_splits` / `noise_splits`: in how many distinct splits
     the row's speaker / noise file appears (1 when splits are disjoint; NaN when the key is missing)."""

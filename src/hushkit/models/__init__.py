@@ -13,7 +13,7 @@ from hushkit.models.checkpoint import load_checkpoint, save_checkpoint
 
 # Every module of this package that is not infrastructure defines (and registers) one architecture:
 # adding a model is adding a file.
-_INFRASTRUCTURE = {"base", "checkpoint", "complexity", "onnx_export", "stft"}
+_INFRASTRUCTURE = {"base", "checkpoint", "complexity", "onnx_export", "stft", "torchscript_export"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")

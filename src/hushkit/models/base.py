@@ -223,13 +223,31 @@ class SpectralMaskDenoiser(Denoiser):
     def estimate_mask(self, features: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def normalise(self, features: Tensor) -> Tensor:
+        """(B, F, frames) log-power features → per-frequency normalised (frame by frame, so streaming shares it)."""
+        return (features - self.input_mean[:, None]) / self.input_std[:, None]
+
+    # Streaming (hushkit.streaming): a model whose mask estimator is causal over frames can run frame block by
+    # frame block, carrying its state; it says so and implements the two methods below.
+    @property
+    def supports_streaming(self) -> bool:
+        return False
+
+    def stream_state(self, batch: int) -> list[Tensor]:
+        """The state before the first frame (what the offline forward's zero padding / zero RNN state is)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def estimate_mask_step(self, features: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Normalised features of the next frames (B, F, M), M >= 1 → (their mask (B, F, M), the new state), so
+        that running all frames in any split equals ``estimate_mask`` on all of them at once."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
     def forward(self, noisy: Tensor) -> Tensor:
         squeeze = noisy.dim() == 1
         if squeeze:
             noisy = noisy[None]
         real, imag = self.stft(noisy)
-        feats = self._log_magnitude(real, imag)
-        feats = (feats - self.input_mean[:, None]) / self.input_std[:, None]
+        feats = self.normalise(self._log_magnitude(real, imag))
         mask = self.estimate_mask(feats)
         enhanced = self.istft(real * mask, imag * mask, noisy.shape[-1])
         return enhanced[0] if squeeze else enhanced

@@ -97,6 +97,20 @@ class CRCED(SpectralMaskDenoiser):
         self.block = len(filters)
         self.output = nn.Conv2d(in_channels, 1, (out_width, 1), padding=(out_width // 2, 0))
 
+    @property
+    def supports_streaming(self) -> bool:
+        return True  # the first layer looks `context - 1` frames back, every later layer at its own frame only
+
+    def stream_state(self, batch: int) -> list[Tensor]:
+        """The last ``context - 1`` normalised feature frames (B, F, context - 1); zeros = the offline padding."""
+        return [self.input_mean.new_zeros(batch, self.n_bins, self.context - 1)]
+
+    def estimate_mask_step(self, features: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        past = self.context - 1
+        x = torch.cat([state[0], features], dim=-1)
+        # Masks of the first `past` frames (computed over zero padding) belong to earlier blocks: dropped.
+        return self.estimate_mask(x)[..., past:], [x[..., x.shape[-1] - past :]]
+
     def estimate_mask(self, features: Tensor) -> Tensor:
         # (B, 1, F, frames); channels-last runs the small-channel convs ~2x faster on CPU (no-op in ONNX).
         x = features[:, None].contiguous(memory_format=torch.channels_last)

@@ -10,9 +10,11 @@ Neural Network for Real-Time Speech Enhancement", simplified for CPU training an
 * **Decoder**: one linear layer per frame from the recurrent state back to the ``n_fft // 2 + 1`` bins, sigmoid:
   the mask multiplies the noisy complex spectrum (noisy phase), as for every ``SpectralMaskDenoiser``.
 
-Streaming (later): the state to carry between chunks is the last ``time_kernel - 1`` input frames of each conv
-and the RNN hidden (and LSTM cell) state (``initial_state`` is where a carried state goes in); nothing else
-looks across frames. ONNX (``dynamo=False``): one GRU/LSTM node per layer, the time axis stays dynamic.
+Streaming (``causal=True``, the default, is causal as built: ``ConvSTFT`` frames end with their hop block, the
+convs look back only, the RNN is unidirectional): the state carried between frame blocks is the last
+``time_kernel - 1`` input frames of each conv and the RNN hidden (and LSTM cell) state (``stream_state``,
+``estimate_mask_step``; ``hushkit.streaming`` does the STFT side). Nothing else looks across frames.
+ONNX (``dynamo=False``): one GRU/LSTM node per layer, the time axis stays dynamic.
 """
 from __future__ import annotations
 
@@ -124,6 +126,37 @@ class CRNN(SpectralMaskDenoiser):
         h0 = x.new_zeros(self.rnn.num_layers * (2 if self.rnn.bidirectional else 1), x.shape[0],
                          self.rnn.hidden_size)
         return h0 if self.rnn_type == "gru" else (h0, torch.zeros_like(h0))
+
+    @property
+    def supports_streaming(self) -> bool:
+        return self.causal
+
+    def stream_state(self, batch: int) -> list[Tensor]:
+        """[past input frames of each conv layer (B, C_in, F_in, time_kernel - 1)..., h (, c)], all zeros: the
+        offline forward's zero padding in time and zero initial RNN state."""
+        if not self.causal:
+            raise ValueError("a non-causal crnn (causal=False) cannot stream: its RNN is bidirectional")
+        ref = self.input_mean
+        past = self.time_kernel - 1
+        convs = [ref.new_zeros(batch, layer.conv.in_channels, bins, past)
+                 for layer, bins in zip(self.encoder, self.encoder_bins)]
+        h0 = ref.new_zeros(self.rnn.num_layers, batch, self.rnn.hidden_size)
+        return convs + ([h0] if self.rnn_type == "gru" else [h0, torch.zeros_like(h0)])
+
+    def estimate_mask_step(self, features: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        past, layers = self.time_kernel - 1, len(self.encoder)
+        x, new_state = features[:, None], []
+        for layer, carried in zip(self.encoder, state[:layers]):
+            # The layer over [carried past frames, new frames]; its first `past` outputs (computed over its own
+            # zero padding) belong to earlier blocks: dropped. The rest equal the offline frames exactly.
+            x = torch.cat([carried, x], dim=-1)
+            new_state.append(x[..., x.shape[-1] - past :])
+            x = layer(x)[..., past:]
+        x = x.flatten(1, 2).transpose(1, 2)
+        hidden = state[layers] if self.rnn_type == "gru" else (state[layers], state[layers + 1])
+        x, hidden = self.rnn(x, hidden)
+        new_state += [hidden] if self.rnn_type == "gru" else list(hidden)
+        return torch.sigmoid(self.decoder(x)).transpose(1, 2), new_state
 
     def estimate_mask(self, features: Tensor) -> Tensor:
         x = features[:, None]  # (B, 1, F, frames)

@@ -17,10 +17,12 @@ def check_audio_files(
     sample_rate: int,
     min_seconds: float,
     max_seconds: float | None,
+    min_rms_db: float = -60.0,
 ) -> pd.DataFrame:
     """Read every file for real (a manifest can lie) and validate rate, length, finiteness, peak and level."""
     stats = audio_file_stats([root / p for p in relative_paths], root=root)
-    validate(stats, suites.audio_files(sample_rate, min_seconds, max_seconds), name=name, report_path=report_path)
+    validate(stats, suites.audio_files(sample_rate, min_seconds, max_seconds, min_rms_db), name=name,
+             report_path=report_path)
     return stats
 
 

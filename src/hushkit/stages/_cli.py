@@ -36,8 +36,9 @@ def stage_main(
     except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback
         from hushkit.audio import AudioReadError
         from hushkit.checks import DataCheckError
+        from hushkit.corpus.fetch import DownloadError
 
-        if isinstance(err, (DataCheckError, AudioReadError, ValueError, FileNotFoundError)):
+        if isinstance(err, (DataCheckError, AudioReadError, DownloadError, ValueError, FileNotFoundError)):
             print(f"{section}: {err}", file=sys.stderr)
             sys.exit(1)
         raise

@@ -1,48 +1,132 @@
-"""download: build (or fetch) the raw corpus of clean speech and noise, resampled once to the pipeline rate."""
+"""download: the raw corpus of clean speech and noise from the sources `download.sources` lists, resampled once to
+the pipeline rate.
+
+    out/manifest.csv     every accepted file: path, kind, speaker, category, ..., sha256, source, license
+    out/quarantine.csv   every rejected file with its reason and detail (only a header when there is none)
+    out/checks/          the data checks' full results
+
+Sources (hushkit.corpus.sources): `synthetic` (embedded, offline, deterministic), `local` (folders), and the public
+corpora of hushkit.corpus.catalogue (downloaded once into download.cache). A bad file never stops the stage: it is
+quarantined. The stage stops when what is accepted is unusable (below download.minimum), saying which minimum and
+by how much.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 
-from hushkit.checks import suites, validate
+from hushkit.checks import DataCheckError, suites, validate
+from hushkit.corpus.ingest import REASONS, IngestRules
+from hushkit.corpus.sources import (
+    LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, resolve, run_catalogue,
+    run_local, run_synthetic,
+)
 from hushkit.io import write_table
 from hushkit.stages._checks import check_audio_files
 from hushkit.stages._cli import stage_main
 
-SOURCES = ("synthetic",)
+DEFAULT_CACHE = ".cache/corpora"
 
 
 def run(params: dict[str, Any], *, out: Path) -> None:
-    source = params.get("source", "synthetic")
-    if source not in SOURCES:
-        raise ValueError(f"params download.source: unknown source {source!r}; available: {', '.join(SOURCES)}")
-    from hushkit.corpus.synthetic import build_synthetic
-
     out = Path(out)
-    manifest = build_synthetic(params, out)
+    # Every setting is checked before anything is built or downloaded.
+    specs = parse_sources(params)
+    rules = ingest_rules(params)
+    minimum = dict(params.get("minimum") or {})
+    usable = suites.usable_corpus(minimum)
+    cache = resolve(params.get("cache") or DEFAULT_CACHE)
     rate = int(params["sample_rate"])
-    speech = params["speech"]
-    noise = params["noise"]
+
+    outputs: list[SourceOutput] = []
+    for spec in specs:
+        if spec.name == SYNTHETIC:
+            outputs.append(run_synthetic(params, spec, out))
+        elif spec.name == LOCAL:
+            outputs.append(run_local(params, spec, out, rules, cache))
+        else:
+            outputs.append(run_catalogue(params, spec, out, rules, cache))
+
+    manifest = _concat([o.manifest for o in outputs], suites.CORPUS_COLUMNS)
+    manifest = manifest.sort_values("path", kind="stable").reset_index(drop=True)
+    quarantine = _concat([o.quarantine for o in outputs], QUARANTINE_COLUMNS)
+    write_table(out / "quarantine.csv", quarantine)  # first: it explains a failure below
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, however narrow the log
+    for line in (line for o in outputs for line in o.lines):
+        console.print(f"download: {line}")
+
     checks = out / "checks"
-    check_audio_files(out, list(manifest.path[manifest.kind == "speech"]), name="download output: speech files",
-                      report_path=checks / "speech_files.json", sample_rate=rate,
-                      min_seconds=speech["min_seconds"], max_seconds=speech["max_seconds"])
-    check_audio_files(out, list(manifest.path[manifest.kind == "noise"]), name="download output: noise files",
-                      report_path=checks / "noise_files.json", sample_rate=rate,
-                      min_seconds=0.99 * noise["seconds"], max_seconds=1.01 * noise["seconds"])
-    min_speakers = len(speech["languages"]) * speech["speakers_per_language"]
-    validate(suites.corpus_manifest_frame(manifest),
-             suites.corpus_manifest(min_speakers, len(noise["categories"]), rate),
+    _check_usable(manifest, quarantine, minimum, usable, report_path=checks / "usable.json",
+                  quarantine_path=out / "quarantine.csv")
+    for output in outputs:
+        _check_files(output, params, rules, out, checks)
+    min_speakers = min_categories = 0  # the synthetic corpus promises its counts; download.minimum covers the rest
+    if any(o.spec.name == SYNTHETIC for o in outputs):
+        synthetic = next(o.spec for o in outputs if o.spec.name == SYNTHETIC)
+        if "speech" in synthetic.kinds:
+            min_speakers = len(params["speech"]["languages"]) * params["speech"]["speakers_per_language"]
+        if "noise" in synthetic.kinds:
+            min_categories = len(params["noise"]["categories"])
+    validate(suites.corpus_manifest_frame(manifest), suites.corpus_manifest(min_speakers, min_categories, rate),
              name="download output: corpus manifest", report_path=checks / "manifest.json")
     write_table(out / "manifest.csv", manifest)
-    n_speech = int((manifest.kind == "speech").sum())
-    Console(stderr=True).print(
-        f"download: {n_speech} utterances from {manifest.speaker[manifest.kind == 'speech'].nunique()} speakers "
-        f"({manifest.duration[manifest.kind == 'speech'].sum() / 60:.1f} min), "
-        f"{len(manifest) - n_speech} noise clips in {manifest.category[manifest.kind == 'noise'].nunique()} categories"
+    speech = manifest[manifest.kind == "speech"]
+    noise = manifest[manifest.kind == "noise"]
+    console.print(
+        f"download: {len(speech)} utterances from {speech.speaker.nunique()} speakers "
+        f"({speech.duration.sum() / 60:.1f} min), "
+        f"{len(noise)} noise clips in {noise.category.nunique()} categories; {len(quarantine)} files quarantined"
     )
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dict[str, Any], expectations: list,
+                  *, report_path: Path, quarantine_path: Path) -> None:
+    """The one check that judges the accepted set as a whole; its message says which minimum failed and why."""
+    frame = suites.usable_corpus_frame(manifest)
+    try:
+        validate(frame, expectations, name="download output: usable corpus", report_path=report_path,
+                 id_column="corpus")
+    except DataCheckError as err:
+        row = frame.iloc[0]
+        short = [f"{key} {row[key]:g} < {float(value):g}" for key, value in minimum.items()
+                 if value is not None and row[key] < float(value)]
+        counts = quarantine.reason.value_counts()
+        reasons = ", ".join(f"{reason} {counts[reason]}" for reason in REASONS if reason in counts)
+        message = (f"the accepted corpus is unusable, below download.minimum: {'; '.join(short)} "
+                   f"({len(manifest)} files accepted, {len(quarantine)} quarantined"
+                   f"{': ' + reasons if reasons else ''}; see {quarantine_path})\n{err}")
+        raise DataCheckError(message, failures=err.failures, report_path=err.report_path) from None
+
+
+def _check_files(output: SourceOutput, params: dict[str, Any], rules: IngestRules, out: Path, checks: Path) -> None:
+    """Every accepted file read back for real: rate, mono, finite, peak, length and level as promised."""
+    rate = int(params["sample_rate"])
+    for kind in output.spec.kinds:
+        paths = list(output.manifest.path[output.manifest.kind == kind])
+        if not paths:
+            continue  # an empty accepted set is the usable-corpus check's to judge
+        if output.spec.name == SYNTHETIC:  # as generated: lengths exactly as configured
+            bounds = ((params["speech"]["min_seconds"], params["speech"]["max_seconds"]) if kind == "speech" else
+                      (0.99 * params["noise"]["seconds"], 1.01 * params["noise"]["seconds"]))
+            check_audio_files(out, paths, name=f"download output: {kind} files",
+                              report_path=checks / f"{kind}_files.json", sample_rate=rate,
+                              min_seconds=bounds[0], max_seconds=bounds[1])
+            continue
+        # Ingestion judged the source and the resampled audio; a sample of resampling slack and a hair of
+        # quantisation (24-bit) separate its bounds from these.
+        check_audio_files(out, paths, name=f"download output: {output.spec.name} {kind} files",
+                          report_path=checks / f"{output.spec.name}_{kind}_files.json", sample_rate=rate,
+                          min_seconds=max(0.0, rules.min_seconds - 0.01),
+                          max_seconds=None if rules.max_seconds is None else rules.max_seconds + 0.01,
+                          min_rms_db=rules.silence_dbfs - 0.1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""export: one architecture's ONNX (export@<arch>, dynamic length) checked against torch on test audio, then
-registered as a version of the MLflow model (the summary stage gives the best version the `challenger` alias)."""
+"""export: one architecture's ONNX and TorchScript files (export@<arch>, dynamic length), each checked against
+torch on test audio, then registered as a version of the MLflow model (the summary stage gives the best version
+the `challenger` alias)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,7 @@ from hushkit.io import atomic_path, read_table, sha256_file, write_json
 from hushkit.inference import read_run_id
 from hushkit.models import load_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity
+from hushkit.models.torchscript_export import export_torchscript, torchscript_parity
 from hushkit.stages._cli import stage_main
 
 def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -28,8 +30,10 @@ def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
         onnx.save(graph, str(tmp))
 
 
-def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str]):
-    """Log the pyfunc model (checkpoint + ONNX) to the training run as a new version of the registered model."""
+def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str],
+             torchscript_path: Path | None = None):
+    """Log the pyfunc model (checkpoint + ONNX + TorchScript) to the training run as a new version of the registered
+    model."""
     from mlflow import MlflowClient
 
     from hushkit.serving import HushkitDenoiser
@@ -39,7 +43,8 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=HushkitDenoiser(),
-            artifacts={"checkpoint": str(checkpoint), "onnx": str(onnx_path)},
+            artifacts={"checkpoint": str(checkpoint), "onnx": str(onnx_path),
+                       **({"torchscript": str(torchscript_path)} if torchscript_path else {})},
             pip_requirements=[f"hushkit=={__version__}"], registered_model_name=name,
         )
     version = str(info.registered_model_version)
@@ -64,18 +69,24 @@ def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation
     if not error <= float(params["atol"]):
         raise ValueError(f"{onnx_path}: ONNX output differs from torch by {error:.2e} > atol {params['atol']} "
                          f"on {mix / test.noisy_path.iat[0]}")
+    ts_path = export_torchscript(net, out / "model.ts")  # sample_rate and model args ride inside (hushkit.json)
+    ts_error = torchscript_parity(net, ts_path, audio)
+    if not ts_error <= float(params["atol"]):
+        raise ValueError(f"{ts_path}: TorchScript output differs from torch by {ts_error:.2e} > atol "
+                         f"{params['atol']} on {mix / test.noisy_path.iat[0]}")
     scores = json.loads(Path(evaluation).read_text())
     tags = {"architecture": meta["model"], "git_commit": tracking.git_commit(),
             "data_manifest_sha256": sha256_file(mix / "manifest.csv"),
             "params_sha256": hashlib.sha256(json.dumps(meta.get("train_params", {}), sort_keys=True).encode())
             .hexdigest(),
             **{f"test_{k}": f"{v:.4f}" for k, v in scores[meta["model"]].items()}}
-    registry = register(mlflow_params, read_run_id(train_run), model, onnx_path, tags)
+    registry = register(mlflow_params, read_run_id(train_run), model, onnx_path, tags, torchscript_path=ts_path)
     write_json(out / "export.json", {"onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
                                      "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
-                                     "registry": registry})
-    print(f"export: {onnx_path} (max |onnx - torch| = {error:.1e}); registered {registry['name']} "
-          f"v{registry['version']}")
+                                     "torchscript": ts_path.name, "torchscript_sha256": sha256_file(ts_path),
+                                     "torchscript_parity_max_abs_error": ts_error, "registry": registry})
+    print(f"export: {onnx_path} (max |onnx - torch| = {error:.1e}), {ts_path} (max |torchscript - torch| = "
+          f"{ts_error:.1e}); registered {registry['name']} v{registry['version']}")
 
 
 def main(argv: list[str] | None = None) -> None:

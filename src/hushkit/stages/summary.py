@@ -1,5 +1,6 @@
-"""summary: compare every trained architecture and every baseline on the test split, name the best architecture,
-make it the registry's `challenger`, and log the comparison to the pipeline's parent MLflow run."""
+"""summary: compare every trained architecture and every baseline on the test split (leaderboard with 95% intervals,
+breakdowns, plots, the listening report), name the best architecture, make it the registry's `challenger`, and log
+the comparison and the report to the pipeline's parent MLflow run."""
 from __future__ import annotations
 
 import json
@@ -9,34 +10,46 @@ from typing import Any
 import pandas as pd
 
 from hushkit import tracking
-from hushkit.io import atomic_path, write_json
+from hushkit.baselines import NOISY
+from hushkit.evaluation import aggregate
+from hushkit.evaluation.results import write_evaluation
+from hushkit.io import read_table, write_json
 from hushkit.metrics import METRICS
 from hushkit.stages._cli import stage_main
-from hushkit.baselines import NOISY
+from hushkit.stages.evaluate import test_split
 
 ALIAS = "challenger"
+MODEL_COLUMNS = ("n_params", "gmacs_per_second", "train_seconds", "registry_version")
 
 
-def leaderboard(evaluate: Path, train: Path, export: Path, architectures: list[str],
-                baseline: Path | None = None, baselines: list[str] = ()) -> pd.DataFrame:
-    """One row per system: the noisy input, each baseline (scored by baseline@<name> under `baseline`), each
-    architecture; test means, gains over noisy, and for architectures size, cost and registry version."""
+def collect(evaluate: Path, baseline: Path, architectures: list[str], baselines: list[str]
+            ) -> tuple[pd.DataFrame, dict[str, str], dict[str, Path]]:
+    """Every system's per-file scores (noisy, baselines, models), their kinds in display order, and the folders
+    with their enhanced examples."""
+    kinds = {NOISY: "input", **{b: "baseline" for b in baselines if b != NOISY}, **{a: "model" for a in architectures}}
+    tables, folders = [], {}
+    for system, kind in kinds.items():
+        folder = (evaluate if kind == "model" else baseline) / system
+        scores = read_table(folder / "per_file.csv")
+        tables.append(scores[scores.system == system])
+        if kind != "input":
+            folders[system] = folder / "examples"
+    per_file = pd.concat(tables, ignore_index=True)
+    counts = per_file.groupby("system").id.nunique()
+    if counts.nunique() != 1:
+        raise ValueError(f"systems were scored on different test files ({counts.to_dict()}); rerun `dvc repro`")
+    return per_file, kinds, folders
+
+
+def model_details(train: Path, export: Path, architectures: list[str]) -> pd.DataFrame:
     rows = []
     for arch in architectures:
-        scores = json.loads((evaluate / arch / "metrics.json").read_text())
         trained = json.loads((train / arch / "metrics.json").read_text())
         exported = json.loads((export / arch / "export.json").read_text())
-        if not rows:
-            rows.append({"system": NOISY, "kind": "input", **scores[NOISY]})
-            for name in (b for b in baselines if b != NOISY):
-                means = json.loads((baseline / name / "metrics.json").read_text())[name]
-                rows.append({"system": name, "kind": "baseline", **means,
-                             **{f"delta_{k}": means[k] - scores[NOISY][k] for k in METRICS}})
-        rows.append({"system": arch, "kind": "model", **scores[arch],
-                     **{f"delta_{k}": v for k, v in scores["improvement"].items()},
-                     "n_params": trained["n_params"], "gmacs_per_second": trained.get("gmacs_per_second"),
-                     "train_seconds": trained["train_seconds"], "registry_version": exported["registry"]["version"]})
-    return pd.DataFrame(rows)
+        rows.append({"system": arch, "n_params": trained["n_params"],
+                     "gmacs_per_second": trained.get("gmacs_per_second"), "train_seconds": trained["train_seconds"],
+                     "registry_version": str(exported["registry"]["version"])})
+    return pd.DataFrame(rows, columns=["system", *MODEL_COLUMNS])
 
 
 def best_architecture(board: pd.DataFrame, rank_by: str) -> str:
@@ -46,49 +59,6 @@ def best_architecture(board: pd.DataFrame, rank_by: str) -> str:
     return str(models.sort_values([rank_by, "si_sdr"], ascending=False).system.iat[0])
 
 
-def _cell(value) -> str:
-    """Blank when missing, whole numbers (parameter counts) without decimals, scores to 3 decimals."""
-    if pd.isna(value):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:.3f}"
-    return str(value)
-
-
-def to_markdown(board: pd.DataFrame, best: str, rank_by: str) -> str:
-    columns = ["system", "kind", *METRICS, *[f"delta_{m}" for m in METRICS], "n_params", "gmacs_per_second",
-               "train_seconds"]
-    table = board[columns].copy()
-    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    lines = []
-    for row in table.itertuples(index=False):
-        cells = [_cell(v) for v in row]
-        if row.system == best:
-            cells[0] = f"**{row.system}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    return (f"# hushkit leaderboard (test split)\n\nBest by {rank_by}: **{best}**. Deltas are gains over the noisy "
-            f"input on the same files.\n\n" + header + "\n".join(lines) + "\n")
-
-
-def plot(board: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.5 * len(METRICS), 4))
-    # Grey: the noisy input; orange: reference systems; blue: trained architectures.
-    colors = [{"input": "#999999", "baseline": "#d08030"}.get(kind, "#3070b0") for kind in board.kind]
-    for ax, metric in zip(axes, METRICS):
-        ax.bar(range(len(board)), board[metric], color=colors)
-        ax.set_xticks(range(len(board)), board.system, rotation=45, ha="right")
-        ax.set_title(metric)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def promote(mlflow_params: dict[str, Any], version: str) -> None:
     from mlflow import MlflowClient
 
@@ -96,37 +66,39 @@ def promote(mlflow_params: dict[str, Any], version: str) -> None:
                                               str(version))
 
 
-def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, baseline: Path, out: Path,
+def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, baseline: Path, mix: Path, out: Path,
         pipeline_params: dict[str, Any]) -> None:
-    evaluate, train, export, out = Path(evaluate), Path(train), Path(export), Path(out)
+    evaluate, train, export, baseline, out = map(Path, (evaluate, train, export, baseline, out))
     architectures = pipeline_params["train"]["architectures"]
     rank_by = params.get("rank_by", "pesq")
-    baselines = pipeline_params.get("evaluate", {}).get("baselines") or [NOISY]
-    board = leaderboard(evaluate, train, export, architectures, Path(baseline), baselines)
-    best = best_architecture(board, rank_by)
-    out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(board, best, rank_by)
-    with atomic_path(out / "leaderboard.md") as tmp:
-        tmp.write_text(markdown)
-    plot(board, out / "leaderboard.png")
+    evaluate_params = pipeline_params.get("evaluate", {})
+    per_file, kinds, folders = collect(evaluate, baseline, architectures, evaluate_params.get("baselines") or [NOISY])
+    test = test_split(Path(mix), evaluate_params)
+    best = best_architecture(aggregate.leaderboard(per_file, kinds), rank_by)
+    intro = (f"{per_file.id.nunique()} test mixtures, every system scored on exactly the same audio. "
+             f"Best trained architecture by {rank_by}: {best}.")
+    board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
+                             title="hushkit leaderboard (test split)", intro=intro,
+                             extra=model_details(train, export, architectures))
     best_row = board.set_index("system").loc[best]
     write_json(out / "summary.json", {
         "best": best, "rank_by": rank_by, "best_registry_version": str(best_row.registry_version),
-        "systems": {row.system: {m: round(float(getattr(row, m)), 4) for m in METRICS}
-                    for row in board.itertuples()},
+        "systems": {row["system"]: {m: round(float(row[m]), 4) for m in (*METRICS, "dnsmos_ovr", "rtf")
+                                    if pd.notna(row[m])} for row in board.to_dict("records")},
     })
 
     mlflow_params = pipeline_params.get("mlflow", {})
     mlflow = tracking.setup(mlflow_params)
     promote(mlflow_params, best_row.registry_version)
-    parent = tracking.parent_run_id(mlflow, pipeline_params)
-    with mlflow.start_run(run_id=parent):
+    with mlflow.start_run(run_id=tracking.parent_run_id(mlflow, pipeline_params)):
         mlflow.set_tag("best_architecture", best)
-        for row in board.itertuples():
-            mlflow.log_metrics({f"{row.system}.{m}": float(getattr(row, m)) for m in METRICS})
-        mlflow.log_artifacts(str(out), artifact_path="summary")
-    print(markdown)
-    print(f"summary: best by {rank_by} is {best}; registry version {best_row.registry_version} is @{ALIAS}")
+        for row in board.to_dict("records"):
+            mlflow.log_metrics({f"{row['system']}.{m}": float(row[m]) for m in (*METRICS, "dnsmos_ovr", "rtf")
+                                if pd.notna(row[m])})
+        mlflow.log_artifacts(str(out), artifact_path="summary")  # the report, leaderboard, plots and tables
+    print((out / "leaderboard.md").read_text())
+    print(f"summary: best by {rank_by} is {best}; registry version {best_row.registry_version} is @{ALIAS}; "
+          f"report: {out / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.training.data import PackedSplit
-from hushkit.training.loop import TrainConfig, Trainer, pick_device
+from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype, pick_device
 
 # Resumable training state lives outside DVC's outputs (DVC deletes a stage's outputs before rerunning it).
 RESUME_DIR = Path(".hushkit") / "resume"
@@ -80,6 +80,7 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     device = pick_device(settings.get("device", "auto"))
+    precision = autocast_dtype(settings.get("mixed_precision", "auto"), device)  # None: float32
 
     train, val = PackedSplit.load(features / "train"), PackedSplit.load(features / "val")
     model = build_model(arch, sample_rate=rate, **(settings.get("model_args") or {}))
@@ -92,13 +93,15 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     parent = tracking.parent_run_id(mlflow, params)
     state_path = Path(state_dir) / f"{arch}.pt"
     with mlflow.start_run(run_name=f"train-{arch}", parent_run_id=parent) as run:
-        mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device)})
+        mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device),
+                         "precision": "float32" if precision is None else f"mixed {precision}"})
         mlflow.log_params({**tracking.flatten(settings, "train."), "model.n_params": n_params,
                            **tracking.flatten(model.config, "model.")})
         mlflow.log_metrics({"n_params": n_params, "macs_per_second": macs})
         started = time.perf_counter()
         trainer = Trainer(model, train, val, config, device, state_path=state_path,
                           fingerprint=resume_fingerprint(settings, features),
+                          mixed_precision=settings.get("mixed_precision", "auto"),
                           on_epoch=lambda metrics, epoch: mlflow.log_metrics(metrics, step=epoch))
         history = trainer.fit()
         train_seconds = time.perf_counter() - started
@@ -116,7 +119,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
                                           "train_seconds": round(train_seconds, 1)})
     state_path.unlink(missing_ok=True)  # finished: nothing left to resume
     print(f"train: {arch} ({n_params} parameters, {macs / 1e9:.2f} GMAC/s of audio), best val loss "
-          f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {device}")
+          f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {device}"
+          f"{'' if precision is None else f' (mixed precision, {precision})'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """The training loop: AdamW under a selectable LR schedule, optional mixup, weight averaging (EMA or SWA),
 adversarial training for models with a discriminator, early stopping, gradient-norm logging, best-on-validation
-weights, and a resumable state saved every few epochs."""
+weights, a resumable state saved every few epochs, and mixed precision on GPU."""
 from __future__ import annotations
 
 import copy
@@ -151,7 +151,7 @@ _PARAM_SECTIONS = {name: {key.partition(".")[2] for key in _PARAM_FIELDS if key.
                    for name in ("schedule", "early_stopping", "swa", "adversarial")}
 _REQUIRED_PARAMS = ("epochs", "batch_size", "steps_per_epoch", "lr")
 # Training settings that are not the loop's: the train stage reads them itself.
-_NOT_LOOP_KEYS = {"model", "model_args", "device", "audio_examples", "segment_seconds"}
+_NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds"}
 
 
 def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
@@ -181,6 +181,29 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def autocast_dtype(setting: str | bool | None, device: torch.device) -> torch.dtype | None:
+    """The lower precision the model's forward pass runs in under autocast, or None for plain float32.
+
+    `train.common.mixed_precision` (default `auto`): `auto` (or YAML true) is bfloat16 on a CUDA device that has it,
+    float16 (with loss scaling) on an older CUDA one, and float32 anywhere else, so the same params train on CPU
+    exactly as before; `bf16` / `fp16` force that precision (also on CPU, where they are slow: for tests);
+    `fp32` (or YAML false / off) turns it off."""
+    if setting is None or setting is False or setting == "fp32":
+        return None
+    if setting is True or setting == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if setting == "bf16":
+        return torch.bfloat16
+    if setting == "fp16":
+        return torch.float16
+    raise ValueError(f"train: mixed_precision must be one of {list(PRECISIONS)} (or true/false), got {setting!r}")
 
 
 def mixup(noisy: np.ndarray, clean: np.ndarray, alpha: float,
@@ -228,8 +251,14 @@ class Trainer:
         on_epoch: Callable[[dict[str, float], int], None] = lambda metrics, epoch: None,
         state_path: Path | None = None,
         fingerprint: str = "",
+        mixed_precision: str | bool | None = "auto",
     ):
         self.model, self.train, self.val, self.config, self.device = model.to(device), train, val, config, device
+        # Mixed precision (GPU by default): the model's forward pass runs under autocast; losses, the discriminator,
+        # validation and the weights (and so the optimizer, EMA/SWA and checkpoints) stay float32. float16 needs
+        # loss scaling against underflowing gradients; bfloat16 has float32's range and does not.
+        self.autocast_dtype = autocast_dtype(mixed_precision, device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.autocast_dtype == torch.float16 else None
         self.on_epoch = on_epoch
         self.state_path = Path(state_path) if state_path is not None else None
         # The config is part of what a saved state must match: resuming under other settings is never exact.
@@ -267,16 +296,29 @@ class Trainer:
         an adversarial term) and the gradient norm before clipping."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        enhanced = self.model(noisy)
+        if self.autocast_dtype is None:
+            enhanced = self.model(noisy)
+        else:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                enhanced = self.model(noisy)
+            enhanced = enhanced.float()  # the losses (torch.stft among them) run in float32
         reconstruction = self.loss_fn(enhanced, clean)
         loss = reconstruction
         if self.adversarial_active:
             # Steps the discriminator on this batch first, then scores the generator against the updated one.
             loss = loss + self.config.adversarial_weight * self.adversarial(noisy, clean, enhanced)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clip and log the true gradient norm
         # The norm before clipping is what tells a vanishing or exploding gradient apart from a healthy one.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skipped (and the scale lowered) when a gradient overflowed
+            self.scaler.update()
         (self.swa_scheduler if self.swa_scheduler is not None else self.scheduler).step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -412,6 +454,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "swa": self.swa.state_dict() if self.swa is not None else None,
             "adversarial": self.adversarial.state_dict() if self.adversarial is not None else None,
+            **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             # Batches, crops and mixup draw from the numpy generator; dropout and SEGAN's latent from torch's.
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
@@ -440,6 +483,8 @@ class Trainer:
                 averaged.load_state_dict(state[key])
         if self.adversarial is not None:
             self.adversarial.load_state_dict(state["adversarial"])
+        if self.scaler is not None and state.get("grad_scaler") is not None:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None:

@@ -1,0 +1,204 @@
+"""The download stage's sources: `download.sources` parsed, and each source brought into the corpus folder.
+
+    synthetic            out/speech/..., out/noise/...    the embedded corpus, exactly as it always was
+    local                out/local/{speech,noise}/...     the folders download.local.{speech,noise}, ingested
+    <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.corpus.catalogue), then ingested
+
+An entry `name:speech` or `name:noise` takes one kind only (e.g. `ms_snsd:noise`, `synthetic:noise`).
+Ingested audio is cached under <download.cache>/ingested/, outside the DVC output: DVC deletes an output before its
+stage reruns, so a cache inside it would be empty every time. A rerun decodes and resamples only new or changed
+files and copies the rest. Speakers of ingested sources are named `<source>:<speaker>`, so two sources that both
+call someone "1" (or "alice") never merge two people into one speaker (or one person across two splits).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hushkit.checks.suites import CORPUS_COLUMNS
+from hushkit.corpus.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
+from hushkit.io import atomic_path, read_table
+
+SYNTHETIC, LOCAL = "synthetic", "local"
+KINDS = ("speech", "noise")
+QUARANTINE_COLUMNS = ["corpus", "kind", "source", "reason", "detail"]
+LOCAL_LICENSE = "user-supplied"
+INGEST_KEYS = ("min_seconds", "max_seconds", "silence_dbfs", "clip_fraction")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str  # synthetic, local or a catalogue name
+    kinds: tuple[str, ...]  # the kinds taken from it
+    restricted: bool = False  # the entry named its kind (`name:kind`): that kind must be there
+
+
+@dataclass
+class SourceOutput:
+    spec: SourceSpec
+    manifest: pd.DataFrame  # CORPUS_COLUMNS, paths relative to the corpus folder
+    quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
+    lines: list[str]  # what the stage prints about this source
+
+
+def parse_sources(params: dict[str, Any]) -> list[SourceSpec]:
+    """`download.sources` checked before anything is built or downloaded; errors name the entry and the fix."""
+    if "sources" not in params and "source" in params:
+        raise ValueError("params download.source was replaced by download.sources, a list "
+                         f"(e.g. sources: [{params['source']}])")
+    entries = params.get("sources")
+    if isinstance(entries, str):
+        entries = [entries]
+    if not entries:
+        raise ValueError("params download.sources is empty; list at least one of: synthetic, local, "
+                         "or a catalogue corpus")
+    from hushkit.corpus.catalogue import CATALOGUE
+
+    known = [SYNTHETIC, LOCAL, *sorted(CATALOGUE)]
+    specs: list[SourceSpec] = []
+    for entry in entries:
+        name, _, kind = str(entry).partition(":")
+        if name not in known:
+            raise ValueError(f"params download.sources: unknown source {name!r}; available: {', '.join(known)}")
+        if kind and kind not in KINDS:
+            raise ValueError(f"params download.sources: {entry!r}: the kind after ':' must be speech or noise")
+        if name in CATALOGUE and CATALOGUE[name].kind == "paired":
+            raise ValueError(f"params download.sources: {name} is a paired corpus (recorded clean/noisy pairs); "
+                             "paired sources are not supported yet (the mix stage only mixes speech with noise)")
+        if any(spec.name == name for spec in specs):
+            raise ValueError(f"params download.sources lists {name!r} twice")
+        specs.append(SourceSpec(name, (kind,) if kind else KINDS, restricted=bool(kind)))
+    return specs
+
+
+def ingest_rules(params: dict[str, Any]) -> IngestRules:
+    settings = dict(params.get("ingest") or {})
+    unknown = sorted(set(settings) - set(INGEST_KEYS))
+    if unknown:
+        raise ValueError(f"params download.ingest: unknown key(s) {unknown}; known: {', '.join(INGEST_KEYS)}")
+    return IngestRules(**{k: (None if v is None else float(v)) for k, v in settings.items()})
+
+
+def resolve(value: str | os.PathLike, cwd: str | None = None) -> Path:
+    """A path from params: absolute as is; relative to the repo, also inside a `dvc exp run --temp` copy
+    (<repo>/.dvc/tmp/exps/...), where it means the user's repo as it does for the tracking store."""
+    from hushkit.tracking import EXPERIMENT_COPY
+
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path
+    here = os.path.abspath(cwd or os.getcwd()) + os.sep
+    marker = os.sep + EXPERIMENT_COPY
+    return Path(here.split(marker)[0]) / path if marker in here else path
+
+
+# ------------------------------------------------------------------------------------------------------ synthetic
+
+
+def run_synthetic(params: dict[str, Any], spec: SourceSpec, out: Path) -> SourceOutput:
+    from hushkit.corpus.synthetic import build_synthetic
+
+    manifest = build_synthetic(params, out)
+    for kind in set(KINDS) - set(spec.kinds):  # synthetic:speech or synthetic:noise: the other kind goes
+        shutil.rmtree(out / kind, ignore_errors=True)
+        manifest = manifest[manifest.kind != kind].reset_index(drop=True)
+    speech, noise = manifest[manifest.kind == "speech"], manifest[manifest.kind == "noise"]
+    line = (f"{speech.speaker.nunique()} speakers, {len(speech)} utterances ({speech.duration.sum() / 60:.1f} min); "
+            f"{len(noise)} noise clips in {noise.category.nunique()} categories")
+    return SourceOutput(spec, manifest, pd.DataFrame(columns=QUARANTINE_COLUMNS), [f"{SYNTHETIC}: {line}"])
+
+
+# ---------------------------------------------------------------------------------------------- ingested sources
+
+
+def run_local(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules, cache: Path) -> SourceOutput:
+    """download.local.speech / .noise: speakers from sub-folders (or LibriSpeech names), categories from the first
+    sub-folder (files directly in the noise folder: `uncategorized`)."""
+    local = params.get("local") or {}
+    rate = int(params["sample_rate"])
+    results: dict[str, tuple[IngestResult, Path]] = {}
+    for kind in spec.kinds:
+        configured = local.get(kind)
+        if configured in (None, ""):
+            other = "noise" if kind == "speech" else "speech"
+            raise ValueError(f"params download.local.{kind}: no folder given, but download.sources takes {kind} "
+                             f"from local (name a folder, or list local:{other} to take only {other})")
+        folder = resolve(configured)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"params download.local.{kind}: folder {folder} does not exist")
+        store = _ingest_dir(cache, LOCAL, kind, folder, rate)
+        results[kind] = ingest_folder(folder, kind, store, rate, rules,
+                                      language=str(local.get("language") or "und")), store
+    return _collect(spec, results, out, LOCAL_LICENSE)
+
+
+def run_catalogue(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules,
+                  cache: Path) -> SourceOutput:
+    """A catalogue corpus: downloaded into <cache>/downloads (verified, resumable, never twice), extracted into
+    <cache>/extracted/<name>, then ingested file by file as parsed from its layout and metadata."""
+    from hushkit.corpus.catalogue import fetch_corpus, get_corpus
+
+    corpus = get_corpus(spec.name)
+    rate = int(params["sample_rate"])
+    extracted = cache / "extracted" / spec.name
+    try:
+        table = fetch_corpus(corpus, cache / "downloads", extracted)
+    except ValueError as err:
+        if corpus.resources:
+            raise
+        raise ValueError(f"{err} ({spec.name} cannot be downloaded automatically: {corpus.note})") from None
+    results: dict[str, tuple[IngestResult, Path]] = {}
+    for kind in spec.kinds:
+        rows = table[table.kind == kind]
+        if rows.empty:
+            if spec.restricted:
+                raise ValueError(f"params download.sources: {spec.name} has no {kind} files "
+                                 f"(it holds: {', '.join(sorted(set(table.kind)))})")
+            continue
+        files = [SourceFile(extracted / row.path, Path(row.path), _catalogue_labels(row, kind),
+                            name=f"{spec.name}:{row.path}") for row in rows.itertuples()]
+        store = _ingest_dir(cache, spec.name, kind, extracted, rate)
+        results[kind] = ingest_files(files, kind, store, rate, rules), store
+    return _collect(spec, results, out, corpus.license)
+
+
+def _catalogue_labels(row: Any, kind: str) -> dict[str, str]:
+    if kind == "speech":  # a speech file without a speaker label is its own speaker
+        return {"speaker": row.speaker or Path(row.path).stem, "category": "", "language": row.language or "und"}
+    return {"speaker": "", "category": row.category or "uncategorized", "language": ""}
+
+
+def _ingest_dir(cache: Path, name: str, kind: str, folder: Path, rate: int) -> Path:
+    """One cache folder per source folder and rate: switching between folders or rates keeps each one's work."""
+    key = hashlib.sha256(f"{folder.resolve()}|{rate}".encode()).hexdigest()[:12]
+    return cache / "ingested" / f"{name}-{kind}-{key}"
+
+
+def _collect(spec: SourceSpec, results: dict[str, tuple[IngestResult, Path]], out: Path,
+             license: str) -> SourceOutput:
+    """Copy each accepted file from its ingest cache into out/<source>/; manifest and quarantine rows."""
+    manifests, quarantines, lines = [], [], []
+    for kind, (result, store) in results.items():
+        # The rows as the ingest cache stores them (not as just computed): a run that decoded a file and one that
+        # took it from the cache then give the very same manifest, also in memory, where the checks fingerprint it.
+        accepted = read_table(store / f"{kind}.manifest.csv")
+        text = [c for c in CORPUS_COLUMNS if accepted[c].dtype == object or accepted[c].isna().all()]
+        accepted[text] = accepted[text].fillna("").astype(str)
+        for rel in accepted.path:
+            with atomic_path(out / spec.name / rel) as tmp:
+                shutil.copyfile(store / rel, tmp)
+        rows = accepted.assign(path=spec.name + "/" + accepted.path.astype(str), license=license)
+        if kind == "speech":
+            rows["speaker"] = spec.name + ":" + rows.speaker.astype(str)
+        manifests.append(rows[CORPUS_COLUMNS])
+        quarantines.append(result.quarantine.assign(corpus=spec.name, kind=kind)[QUARANTINE_COLUMNS])
+        lines.append(f"{spec.name} {kind}: {summary_line(result)}")
+    manifest = pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame(columns=CORPUS_COLUMNS)
+    quarantine = pd.concat(quarantines, ignore_index=True) if quarantines else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return SourceOutput(spec, manifest, quarantine, lines)

@@ -1,0 +1,1 @@
+"""Evaluation: scoring systems, aggregating with intervals, plots and the listening report."""

@@ -1,0 +1,98 @@
+"""PNG plots of an evaluation (offline: DVC's HTML plots load a CDN): each metric per system, each metric against
+the SNR level, and per noise category. Intervals are the 95% bootstrap intervals of hushkit.evaluation.aggregate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hushkit.io import atomic_path
+
+# Grey: the noisy input; orange: reference systems; blue: trained architectures.
+KIND_COLORS = {"input": "#999999", "baseline": "#d08030", "model": "#3070b0"}
+SHOWN = ("pesq", "stoi", "estoi", "si_sdr", "dnsmos_ovr")
+TITLES = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)", "dnsmos_ovr": "DNSMOS OVRL",
+          "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "rtf": "real-time factor (1 thread)"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    _pyplot().close(fig)
+
+
+def metric_bars(board: pd.DataFrame, path: Path) -> None:
+    """One panel per metric (and the RTF): a bar per system with its interval."""
+    metrics = [m for m in SHOWN if board[m].notna().any()] + ["rtf"]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8))
+    colors = [KIND_COLORS.get(kind, "#3070b0") for kind in board.kind]
+    x = np.arange(len(board))
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        values = board[metric].to_numpy(dtype=float)
+        if metric == "rtf":
+            ax.bar(x, values, color=colors)
+        else:
+            errors = np.vstack([values - board[f"{metric}_low"], board[f"{metric}_high"] - values])
+            ax.bar(x, values, color=colors, yerr=np.nan_to_num(errors), capsize=2, error_kw={"lw": 0.8})
+            finite = values[np.isfinite(values)]
+            if finite.size:  # zoom on the differences: bars from just below the worst system
+                low = np.nanmin(board[f"{metric}_low"])
+                ax.set_ylim(low - 0.15 * (np.nanmax(board[f"{metric}_high"]) - low + 1e-9), None)
+        ax.set_xticks(x, board.system, rotation=50, ha="right", fontsize=8)
+        ax.set_title(TITLES[metric], fontsize=10)
+    _save(fig, path)
+
+
+def metric_vs_snr(by_snr: pd.DataFrame, kinds: dict[str, str], path: Path) -> None:
+    """One panel per metric: a line per system over the SNR levels, its interval shaded."""
+    metrics = [m for m in SHOWN if by_snr[by_snr.metric == m]["mean"].notna().any()]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.6), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, metric in zip(axes[0], metrics):
+        rows = by_snr[by_snr.metric == metric]
+        for i, system in enumerate(kinds):
+            line = rows[rows.system == system].sort_values("target_snr_db")
+            style = {"color": "black", "ls": "--"} if kinds[system] == "input" else {"color": cmap(i % 10)}
+            ax.plot(line.target_snr_db, line["mean"], marker="o", ms=3, lw=1.2, label=system, **style)
+            ax.fill_between(line.target_snr_db, line.ci_low, line.ci_high, alpha=0.12, color=style["color"])
+        ax.set_xlabel("input SNR (dB)")
+        ax.set_title(TITLES[metric], fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    _save(fig, path)
+
+
+def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: Path,
+                       metrics: tuple[str, ...] = ("pesq", "si_sdr", "dnsmos_ovr")) -> None:
+    """One heat map per metric: systems × noise categories, each cell its mean (n in the long table)."""
+    metrics = [m for m in metrics if by_category[by_category.metric == m]["mean"].notna().any()]
+    plt = _pyplot()
+    categories = sorted(by_category.noise_category.unique())
+    fig, axes = plt.subplots(1, len(metrics), figsize=(0.75 * len(categories) * len(metrics) + 3,
+                                                       0.38 * len(kinds) + 1.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        grid = (by_category[by_category.metric == metric]
+                .pivot(index="system", columns="noise_category", values="mean")
+                .reindex(index=list(kinds), columns=categories))
+        image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="viridis")
+        for (r, c), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+            if np.isfinite(value):
+                ax.text(c, r, f"{value:.2f}" if metric != "si_sdr" else f"{value:.1f}", ha="center", va="center",
+                        fontsize=6.5, color="white" if value < np.nanmean(grid.to_numpy()) else "black")
+        ax.set_xticks(range(len(categories)), categories, rotation=50, ha="right", fontsize=8)
+        ax.set_yticks(range(len(kinds)), list(kinds), fontsize=8)
+        ax.set_title(f"{TITLES[metric]} per noise category", fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.04)
+    _save(fig, path)

@@ -1,0 +1,77 @@
+"""Everything an evaluation writes, the same for the pipeline's summary stage and `hushkit evaluate`: the per-file
+table, the leaderboard (JSON, Markdown) with 95% intervals, breakdowns per SNR level and noise category, PNG plots
+and the self-contained listening report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hushkit.audio import read_audio
+from hushkit.evaluation import aggregate, plots
+from hushkit.evaluation.report import Clip, Example, write_report
+from hushkit.io import atomic_path, write_json, write_table
+
+NOTES = (
+    "Each score is the mean over the test files with its 95% percentile-bootstrap interval "
+    f"({aggregate.BOOTSTRAP['resamples']} resamples of the files) in brackets; Δ is the gain over the noisy input "
+    "on the same files. PESQ is wide-band (narrow-band at 8 kHz). DNSMOS (P.835 SIG/BAK/OVRL, no reference needed) "
+    "is scored on the `dnsmos_files` files, spread over the SNR levels and noise categories. rtf: processing time over audio time on one CPU thread.",
+)
+
+
+def example_ids(test: pd.DataFrame, n: int) -> pd.Index:
+    """`n` test files for listening, spread over the split (so different levels and noises)."""
+    from hushkit.evaluation.scoring import spread
+
+    return spread(test, n) if n else pd.Index([])
+
+
+def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *, mix: Path, test: pd.DataFrame,
+                     examples: dict[str, Path], title: str, extra: pd.DataFrame | None = None,
+                     intro: str = "") -> pd.DataFrame:
+    """Write the evaluation of `per_file` (rows of every system in `kinds`: system → input | baseline | model) to
+    `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files. Returns the leaderboard."""
+    out = Path(out)
+    missing = sorted(set(kinds) - set(per_file.system))
+    if missing:
+        raise ValueError(f"no per-file scores for {missing}")
+    board = aggregate.leaderboard(per_file, kinds)
+    if extra is not None:
+        board = board.merge(extra, on="system", how="left")
+    table = aggregate.with_intervals(board)
+    write_table(out / "per_file.csv", per_file)
+    write_json(out / "leaderboard.json", aggregate.to_json(board))
+    with atomic_path(out / "leaderboard.md") as tmp:
+        tmp.write_text(f"# {title}\n\n{intro}\n\n{aggregate.to_markdown(table)}\n\n{NOTES[0]}\n")
+    by_snr = aggregate.aggregate(per_file, ["target_snr_db"])
+    by_category = aggregate.aggregate(per_file, ["noise_category"])
+    write_table(out / "by_snr.csv", by_snr)
+    write_table(out / "by_category.csv", by_category)
+    figures = [("Each metric per system (bars: mean; whiskers: 95% interval)", out / "leaderboard.png"),
+               ("Each metric against the input SNR (shaded: 95% interval)", out / "by_snr.png"),
+               ("Per noise category", out / "by_category.png")]
+    plots.metric_bars(board, figures[0][1])
+    plots.metric_vs_snr(by_snr, kinds, figures[1][1])
+    plots.metric_by_category(by_category, kinds, figures[2][1])
+    write_report(out / "report.html", title=title, intro=intro, table=table, plots=figures,
+                 examples=_examples(test, kinds, mix, examples), notes=NOTES)
+    return board
+
+
+def _examples(test: pd.DataFrame, kinds: dict[str, str], mix: Path, folders: dict[str, Path]) -> list[Example]:
+    """For each file kept by the systems: the noisy input, each system's output, the clean reference."""
+    ids = sorted(set.intersection(*[{p.stem for p in Path(f).glob("*.wav")} for f in folders.values()])
+                 if folders else [])
+    rows = test.set_index("id")
+    result = []
+    for file_id in ids:
+        row = rows.loc[file_id]
+        noisy, rate = read_audio(Path(mix) / row.noisy_path)
+        clips = [Clip("noisy", noisy, rate)]
+        clips += [Clip(system, read_audio(Path(folders[system]) / f"{file_id}.wav")[0], rate)
+                  for system in kinds if system in folders]
+        clips.append(Clip("clean", read_audio(Path(mix) / row.clean_path)[0], rate))
+        result.append(Example(file_id, f"{row.noise_category} noise at {row.target_snr_db:g} dB SNR",
+                              clips))
+    return result

@@ -1,0 +1,71 @@
+"""Fixtures for the flow tests: an isolated Prefect home, copies of this repo, and a toy DVC repo with the
+pipeline's stage names (tests/pipelines/toy.py) that runs in seconds."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipelines import toy
+
+ROOT = Path(__file__).resolve().parents[2]
+TELEMETRY_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                 "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def isolated_env(prefect_home: Path) -> dict[str, str]:
+    """This environment minus any Prefect server or MLflow store it points at, with its own PREFECT_HOME (Prefect's
+    ephemeral mode keeps its database there), telemetry off, this interpreter's bin/ first on PATH."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_TRACKING", "PREFECT_")) and k != "HUSHKIT_PARENT_RUN_ID"}
+    env.update(TELEMETRY_OFF)
+    env["PREFECT_HOME"] = str(prefect_home)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)  # `pipelines` is not an installed package: importable from the repo root
+    return env
+
+
+@pytest.fixture
+def prefect_env(tmp_path) -> dict[str, str]:
+    return isolated_env(tmp_path / "prefect-home")
+
+
+def git_init(path: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True, env={**os.environ, **TELEMETRY_OFF})
+
+
+def copy_repo(target: Path) -> Path:
+    """A copy of this working tree (tracked and new files, not ignored ones), as tests/test_e2e.py makes one."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    git_init(target)
+    return target
+
+
+def make_toy_repo(path: Path, *, architectures=("a", "b"), fail_first: int = 0, fail_train=(),
+                  schedule: dict | None = None) -> Path:
+    """A DVC repo whose stages have the pipeline's names and take a second each (tests/pipelines/toy.py), with
+    this repo's pipelines/ beside them (a deployment loads the flow from its repo)."""
+    path.mkdir(parents=True)
+    shutil.copy2(Path(toy.__file__), path / "toy.py")
+    shutil.copytree(ROOT / "pipelines", path / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    (path / "dvc.yaml").write_text(toy.DVC_YAML)
+    params = {"download": {"fail_first": fail_first, "attempts": str(path.parent / f"{path.name}-attempts")},
+              "train": {"architectures": list(architectures), "fail": list(fail_train)}}
+    if schedule is not None:
+        params["schedule"] = schedule
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (path / ".gitignore").write_text("/data/\n__pycache__/\n")
+    git_init(path)
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=path, check=True,
+                   env={**os.environ, **TELEMETRY_OFF})
+    return path

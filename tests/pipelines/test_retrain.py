@@ -1,0 +1,296 @@
+"""The retrain flow (pipelines/retrain.py) and its deployments (pipelines/deploy.py).
+
+The unit tests drive dvc on a toy repo (tests/pipelines/toy.py: the pipeline's stage names, a second each). The e2e
+ones run the real flow: on the real pipeline in Prefect's ephemeral mode (tiny profile), and through a real
+`prefect server` with a deployment, a process work pool and a worker (on the toy repo)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from pipelines import retrain as flow_module
+from pipelines.deploy import DEFAULT_SCHEDULE, build_deployments, schedule_settings
+from tests.pipelines.conftest import ROOT, copy_repo, isolated_env, make_toy_repo
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- params: profile, overrides, architectures --------------------------------------------------------------------
+
+def test_overrides_follow_dvc_exp_run_set_semantics():
+    params = {"train": {"architectures": ["crced"], "common": {"lr": 0.004}, "models": {"crced": {}}}}
+    out = flow_module.apply_overrides(params, [
+        "train.common.lr=1e-3", "train.architectures=[crced, crnn]", "++train.models.crced.lr=0.002",
+        "+train.common.new=yes", "~train.models.crced.lr"])
+    assert out["train"]["common"] == {"lr": 0.001, "new": True}
+    assert out["train"]["architectures"] == ["crced", "crnn"]
+    assert out["train"]["models"] == {"crced": {}}
+    assert params["train"]["common"] == {"lr": 0.004}  # the input is left alone
+    for bad, words in [("train.common.nope=1", "prefix it with ++"), ("+train.common.lr=1", "exists"),
+                       ("train.common.lr", "key=value"), ("~train.nope", "no key"),
+                       ("train.architectures.x=1", "not a mapping")]:
+        with pytest.raises(ValueError, match=words):
+            flow_module.apply_overrides(params, [bad])
+
+
+def test_profile_then_overrides_then_architectures(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    params = flow_module.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
+    tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    assert params["mix"]["test_snr_db"] == tiny["mix"]["test_snr_db"]
+    assert params["train"]["common"]["epochs"] == 2 and params["train"]["architectures"] == ["crnn", "crced"]
+    with pytest.raises(FileNotFoundError, match="tiny"):
+        flow_module.effective_params(repo, "nope")
+    with pytest.raises(ValueError, match="not registered"):
+        flow_module.effective_params(repo, architectures=["wavenet"])
+
+
+# --- dvc: failures and time limits --------------------------------------------------------------------------------
+
+def test_a_failed_stage_is_named_with_the_end_of_its_stderr(tmp_path):
+    repo = make_toy_repo(tmp_path / "toy", fail_train=["b"])
+    env = flow_module.command_env()
+    flow_module.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
+    with pytest.raises(flow_module.StageFailed) as failure:
+        flow_module.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
+    message = str(failure.value)
+    assert message.startswith("stage train@b failed")
+    assert "train: b diverged at epoch 1: loss nan" in message
+
+
+def test_a_stage_past_its_time_limit_is_stopped_with_its_children(tmp_path):
+    repo = make_toy_repo(tmp_path / "toy")
+    (repo / "dvc.yaml").write_text("stages:\n  slow:\n    cmd: sleep 300 && touch done\n    outs: [done]\n")
+    started = time.monotonic()
+    with pytest.raises(flow_module.StageTimeout, match="slow: still running after 2 s"):
+        flow_module.run_dvc(["repro", "slow"], repo, flow_module.command_env(), timeout=2, log=lambda line: None,
+                            what="slow")
+    assert time.monotonic() - started < 30
+    # `sleep 300` ran in dvc's process group, which was stopped as a whole.
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 300 && touch done"], capture_output=True, text=True).stdout
+    assert not leftovers.strip()
+
+
+def test_downloads_retry_with_exponential_backoff():
+    task = flow_module.download_stage
+    assert task.retries == 3
+    assert task.retry_delay_seconds == [10, 20, 40]
+    assert flow_module.train_stage.retries == 0  # a failed training is not transient: no retry
+
+
+# --- the flow in Prefect's ephemeral mode ---------------------------------------------------------------------------
+
+def _artifacts(prefect_home: Path, flow_run_id: str) -> list[dict]:
+    """The artifacts of a flow run, read from the database of Prefect's (ephemeral) server."""
+    with sqlite3.connect(prefect_home / "prefect.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()
+    # The data column holds the artifact's JSON (a markdown artifact's: one string).
+    return [{**dict(row), "data": json.loads(row["data"])} for row in rows
+            if row["flow_run_id"].replace("-", "") == flow_run_id.replace("-", "")]
+
+
+def _result(done: subprocess.CompletedProcess) -> dict:
+    """The flow's result, the JSON `python -m pipelines.retrain` prints last."""
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+@pytest.fixture(scope="module")
+def toy_prefect_env(tmp_path_factory) -> dict[str, str]:
+    """One Prefect home for the toy flow runs: its database is set up once (seconds)."""
+    return isolated_env(tmp_path_factory.mktemp("prefect-home"))
+
+
+def test_toy_flow_retries_the_download_trains_in_lanes_and_reports(tmp_path, toy_prefect_env):
+    """The whole flow on the toy repo, ephemeral mode: the first download fails (retried), three architectures in
+    two lanes, a failure-free run ending with the leaderboard artifact; the repo's params stay as they were."""
+    repo = make_toy_repo(tmp_path / "toy", architectures=("a", "bb", "ccc"), fail_first=1)
+    params_before = (repo / "params.yaml").read_text()
+    report = tmp_path / "report.md"
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "-j", "2", "--no-promote",
+                "--download-backoff-seconds", "0.5", "--report", str(report)], ROOT, toy_prefect_env)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert "Retry 1/3 will start" in done.stderr
+    result = _result(done)
+    assert result["in_place"] and result["best"] == "ccc"
+    assert result["stages"]["train@a"] == "trained in a lane, restored in the workspace"
+    assert result["promotion"] == {"decision": "not requested"}
+    assert (repo / "params.yaml").read_text() == params_before
+    assert (repo / "data" / "export" / "bb" / "model.onnx").is_file()
+    [artifact] = _artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
+    assert artifact["key"] == "leaderboard" and artifact["type"] == "markdown"
+    assert "Best by pesq: ccc." in artifact["data"] and "**Decision: not requested**" in artifact["data"]
+    assert report.read_text() == artifact["data"]
+
+
+def test_toy_flow_fails_naming_the_stage_and_still_reports(tmp_path, toy_prefect_env):
+    repo = make_toy_repo(tmp_path / "toy", architectures=("a", "b"), fail_train=["b"])
+    report = tmp_path / "report.md"
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--no-promote", "--report",
+                str(report)], ROOT, toy_prefect_env)
+    assert done.returncode == 1
+    assert "retrain failed: training failed for b (the others finished: train@a)" in done.stderr
+    assert "train: b diverged at epoch 1: loss nan" in done.stderr
+    assert "Finished in state Failed(" in done.stderr
+    assert "## Failed" in report.read_text() and "stage train@b failed" in report.read_text()
+    with sqlite3.connect(Path(toy_prefect_env["PREFECT_HOME"]) / "prefect.db") as db:
+        [(data,)] = db.execute("SELECT data FROM artifact WHERE data LIKE '%stage train@b failed%'").fetchall()
+    assert json.loads(data) == report.read_text()
+
+
+@pytest.mark.e2e
+def test_retrain_on_the_tiny_profile_ends_with_the_leaderboard_and_a_promotion_decision(tmp_path, prefect_env):
+    """The real pipeline through the flow, ephemeral mode: the tiny profile on two architectures (one baseline), in a
+    work copy next to an untouched repo, trained two at a time; then `hushkit promote`."""
+    repo = copy_repo(tmp_path / "repo")
+    work = tmp_path / "work"
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--profile", "tiny",
+                "--arch", "crced", "--arch", "crnn", "-S", "evaluate.baselines=[noisy]", "-j", "2",
+                "--workdir", str(work)], ROOT, prefect_env, timeout=900)
+    assert done.returncode == 0, done.stderr[-8000:]
+    result = _result(done)
+    assert not result["in_place"] and result["workdir"] == str(work)
+    assert set(result["architectures"]) == {"crced", "crnn"} and result["best"] in {"crced", "crnn"}
+    assert result["stages"]["train@crnn"] == "trained in a lane, restored in the workspace"
+    assert result["promotion"]["decision"] in {"promoted", "refused", "error", "not available"}
+    # The work copy holds the run; the repo's params and outputs are untouched; it logged to the repo's store.
+    assert not (repo / "data" / "summary" / "leaderboard.md").exists() and not (repo / "data" / "mix").exists()
+    assert (repo / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()
+    assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
+    assert yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["baselines"] == ["noisy"]
+    lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+    assert {"train@crced", "train@crnn", "evaluate@crced", "export@crnn", "summary"} <= set(lock)
+    [artifact] = _artifacts(Path(prefect_env["PREFECT_HOME"]), result["flow_run_id"])
+    markdown = artifact["data"]
+    assert artifact["key"] == "leaderboard"
+    assert (work / "data" / "summary" / "leaderboard.md").read_text().strip() in markdown
+    assert f"**Decision: {result['promotion']['decision']}**" in markdown
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    challenger = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
+    assert challenger.tags["architecture"] == result["best"]
+    if result["promotion"]["decision"] == "promoted":  # no champion yet in this fresh store: the first one wins
+        assert client.get_model_version_by_alias("hushkit-denoiser", "champion").version == challenger.version
+
+
+# --- deployments ----------------------------------------------------------------------------------------------------
+
+def test_deployments_take_the_cron_and_pools_from_params(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))  # loading a flow needs no server
+    schedule = {"cron": "30 4 * * 2", "timezone": "Europe/Berlin", "work_pool_gpu": "gpus", "work_pool_cpu": "cpus"}
+    repo = make_toy_repo(tmp_path / "toy", schedule=schedule)
+    gpu, cpu = build_deployments(repo)
+    assert (gpu.name, gpu.work_pool_name) == ("retrain-gpu", "gpus")
+    assert (cpu.name, cpu.work_pool_name) == ("retrain-cpu", "cpus")
+    [scheduled] = gpu.schedules
+    assert (scheduled.schedule.cron, scheduled.schedule.timezone) == ("30 4 * * 2", "Europe/Berlin")
+    assert cpu.schedules == []
+    assert gpu.entrypoint == "pipelines/retrain.py:retrain" and gpu.flow_name == "retrain"
+    assert gpu.parameters == {"repo": str(repo), "max_concurrent_training": 1}
+    assert gpu.job_variables["env"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert gpu.concurrency_limit == 1
+
+
+def test_schedule_defaults_and_validation(tmp_path):
+    assert schedule_settings(tmp_path / "absent.yaml") == DEFAULT_SCHEDULE
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({"schedule": {"cron": "every monday"}}))
+    with pytest.raises(ValueError, match="schedule.cron"):
+        schedule_settings(bad)
+    bad.write_text(yaml.safe_dump({"schedule": {"crn": "0 3 * * 1"}}))
+    with pytest.raises(ValueError, match="unknown key"):
+        schedule_settings(bad)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.e2e
+def test_a_deployed_retrain_runs_on_a_process_worker(tmp_path):
+    """`prefect server` on 127.0.0.1, `python -m pipelines.deploy` (creates the process pools, applies both
+    deployments with the params' cron), `prefect deployment run`, a process worker started here that picks the run
+    up and sees it through to COMPLETED with its leaderboard artifact. The repo is the toy one (the real pipeline
+    runs through the flow in the ephemeral test above): this proves the deployment path, with the flow loaded from
+    the repo's pipelines/ by a worker, in a fresh process."""
+    schedule = {"cron": "0 0 1 1 *", "timezone": "UTC", "work_pool_gpu": "test-gpu", "work_pool_cpu": "test-cpu"}
+    repo = make_toy_repo(tmp_path / "toy", architectures=("a", "bb"), schedule=schedule)
+    env = isolated_env(tmp_path / "prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.5)
+        env["PREFECT_API_URL"] = api
+
+        deployed = run([sys.executable, "-m", "pipelines.deploy", "--repo", str(repo)], repo, env)
+        assert deployed.returncode == 0, deployed.stderr[-5000:]
+        assert "created work pool test-gpu (process)" in deployed.stdout
+        assert "retrain/retrain-gpu" in run([str(BIN / "prefect"), "deployment", "ls"], repo, env).stdout
+        inspected = run([str(BIN / "prefect"), "deployment", "inspect", "retrain/retrain-gpu"], repo, env).stdout
+        assert "0 0 1 1 *" in inspected and "test-gpu" in inspected
+
+        triggered = run([str(BIN / "prefect"), "deployment", "run", "retrain/retrain-gpu"], repo, env)
+        assert triggered.returncode == 0, triggered.stderr
+        flow_run_id = triggered.stdout.split("UUID:")[1].split()[0]
+        worker_log = (tmp_path / "worker.log").open("w")
+        # --run-once --limit 1: one poll, then wait for the run it picked up, then exit.
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "test-gpu", "--type", "process",
+                                   "--run-once", "--limit", "1"], cwd=repo, env=env, stdout=worker_log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        deadline, state = time.monotonic() + 240, None
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+        assert state and state["type"] == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-5000:])
+        artifacts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["leaderboard"]}}},
+                               timeout=10).json()
+        assert [a["flow_run_id"] for a in artifacts] == [flow_run_id]
+        assert "Best by pesq: bb." in artifacts[0]["data"]
+        assert "**Decision: " in artifacts[0]["data"]  # promote=True: `hushkit promote` was tried (no registry here)
+        assert (repo / "data" / "summary" / "leaderboard.md").is_file()
+    finally:
+        for proc in (worker, server):
+            if proc is not None:
+                _stop(proc)
