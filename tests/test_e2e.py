@@ -81,7 +81,9 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
     assert set(summary["systems"]) == {*tiny_params["evaluate"]["baselines"], *archs}
     assert f"by pesq: {summary['best']}." in (data / "summary" / "leaderboard.md").read_text()
     board = json.loads((data / "summary" / "leaderboard.json").read_text())
-    assert list(board) == ["noisy", *[b for b in tiny_params["evaluate"]["baselines"] if b != "noisy"], *archs]
+    baselines = [b for b in tiny_params["evaluate"]["baselines"] if b != "noisy"]
+    assert {s: e["kind"] for s, e in board.items()} == {"noisy": "input", **dict.fromkeys(baselines, "baseline"),
+                                                         **dict.fromkeys(archs, "model")}
     for system, entry in board.items():
         for metric in ("pesq", "stoi", "estoi", "si_sdr", "dnsmos_ovr"):
             assert entry[metric]["ci_low"] <= entry[metric]["mean"] <= entry[metric]["ci_high"], (system, metric)
