@@ -4,31 +4,17 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 
-from hushkit.models import SpectralMaskDenoiser, available_models, build_model, load_checkpoint, save_checkpoint
+from hushkit.models import available_models, load_checkpoint, save_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity, onnx_session
+from tests.models.spectral import trained_like
 
 ATOL = 1e-4
 
 
-def _prepared(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_model(name)
-    model.prepare(0.1 * torch.randn(2, 8000))
-    if isinstance(model, SpectralMaskDenoiser):
-        model.set_input_stats(model.input_mean + 0.1, model.input_std * 1.5)
-    # Non-trivial BatchNorm running statistics, as after training.
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(0.1 * torch.randn(4, 8000))
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", available_models())
 def test_export_is_single_file_with_dynamic_axes(tmp_path, name):
-    model = _prepared(name)
+    model = trained_like(name)
     path = export_onnx(model, tmp_path / "model.onnx", opset=17, example_seconds=0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # self-contained, no temp left
     graph = onnx.load(str(path))
@@ -43,7 +29,7 @@ def test_export_is_single_file_with_dynamic_axes(tmp_path, name):
 
 @pytest.mark.parametrize("name", available_models())
 def test_parity_on_new_lengths_and_batches(tmp_path, name):
-    model = _prepared(name)
+    model = trained_like(name)
     path = export_onnx(model, tmp_path / "model.onnx", example_seconds=1.0)  # example: 16000 samples
     rng = np.random.default_rng(0)
     for shape in [(23457,), (2, 23457), (3, 777), (1, 1), (2, 16001)]:
@@ -55,7 +41,7 @@ def test_parity_on_new_lengths_and_batches(tmp_path, name):
 
 
 def test_export_from_a_loaded_checkpoint_keeps_training_state(tmp_path):
-    model = _prepared(available_models()[0])
+    model = trained_like(available_models()[0])
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model))
     loaded.train()
     path = export_onnx(loaded, tmp_path / "model.onnx")

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from hushkit.inference import load_enhancer
-from hushkit.models import SpectralMaskDenoiser, available_models, build_model
+from hushkit.models import available_models
 from hushkit.models.torchscript_export import export_torchscript, load_torchscript, torchscript_parity
+from tests.models.spectral import trained_like
 
 ATOL = 1e-4
 
@@ -17,23 +18,9 @@ ATOL = 1e-4
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _prepared(name: str) -> torch.nn.Module:
-    """Default architecture with non-trivial input statistics and BatchNorm running statistics, as after training."""
-    torch.manual_seed(0)
-    model = build_model(name)
-    model.prepare(0.1 * torch.randn(2, 8000))
-    if isinstance(model, SpectralMaskDenoiser):
-        model.set_input_stats(model.input_mean + 0.1, model.input_std * 1.5)
-    model.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(0.1 * torch.randn(4, 8000))
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", available_models())
 def test_parity_on_new_lengths_and_batches(tmp_path, name):
-    model = _prepared(name)
+    model = trained_like(name)
     path = export_torchscript(model, tmp_path / "model.ts", example_seconds=0.5)  # traced on (2, 8000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts"]  # self-contained, no temp file left
     rng = np.random.default_rng(0)
@@ -49,7 +36,7 @@ def test_parity_on_new_lengths_and_batches(tmp_path, name):
 
 
 def test_enhancer_loads_ts_and_torchscript_named_pt(tmp_path):
-    model = _prepared("crced")
+    model = trained_like("crced")
     model.train()  # export restores the training flag
     path = export_torchscript(model, tmp_path / "model.ts")
     assert model.training
