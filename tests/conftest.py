@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny profile and the pipeline's stage outputs on it, built once per test session."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -11,26 +12,38 @@ from hushkit.params import deep_merge, load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def file_server(tmp_path, monkeypatch):
-    """A static HTTP server on 127.0.0.1 for a served/ folder (no proxy in the way): tests reach no other address."""
+@contextlib.contextmanager
+def serve(folder: Path):
+    """A static HTTP server on 127.0.0.1 for `folder`; yields its base URL. Tests reach no other address."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def file_server(tmp_path, monkeypatch):
+    """`serve` for a served/ folder (no proxy in the way): yields the folder and its base URL."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    served = tmp_path / "served"
+    served.mkdir()
+    with serve(served) as base:
+        yield served, base
 
 
 @pytest.fixture

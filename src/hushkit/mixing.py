@@ -32,6 +32,12 @@ def snr_db(clean: np.ndarray, noise: np.ndarray, sample_rate: int) -> float:
     return 10.0 * float(np.log10(active_power(clean, sample_rate) / max(noise_power, 1e-20)))
 
 
+def snr_level(snr: float, step: float = 5.0) -> float:
+    """A measured SNR to the nearest `step` dB: the level recorded pairs are grouped under beside the mixtures'
+    fixed test levels (recorded SNRs are whatever the recording had)."""
+    return float(step * round(snr / step))
+
+
 def mix_at_snr(
     clean: np.ndarray, noise: np.ndarray, target_snr_db: float, level_dbfs: float, sample_rate: int
 ) -> Mixture:

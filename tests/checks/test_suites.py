@@ -24,6 +24,7 @@ def _mixtures():
             "noisy_path": f"mix/{split}/noisy/m{i}.wav", "speaker": speaker, "language": "en",
             "noise_path": f"noise/{noise}.wav", "noise_category": "babble", "target_snr_db": 5.0,
             "realized_snr_db": 5.1, "level_dbfs": -25.0, "duration": 3.0, "sample_rate": 16000,
+            "origin": "mixed", "pair_id": "",
         })
     return pd.DataFrame(rows)
 
@@ -61,7 +62,7 @@ def test_snr_error_over_tolerance_fails(tmp_path):
     df.loc[1, "realized_snr_db"] = 5.6
     with pytest.raises(DataCheckError) as info:
         _check_mixtures(df, tmp_path)
-    assert ("expect_column_values_to_be_between(column=snr_error_db, max_value=0.5): "
+    assert ("expect_column_values_to_be_between(column=snr_error_db, max_value=0.5) where origin==\"mixed\": "
             "mix/train/noisy/m1.wav (snr_error_db=0.6)") in str(info.value)
 
 
@@ -72,8 +73,24 @@ def test_nan_realized_snr_and_bad_split_fail(tmp_path):
     with pytest.raises(DataCheckError) as info:
         _check_mixtures(df, tmp_path)
     text = str(info.value)
-    assert "column=snr_error_db) [NaN and inf count as null]: mix/train/noisy/m0.wav (snr_error_db=nan)" in text
+    assert ("column=snr_error_db) where origin==\"mixed\" [NaN and inf count as null]: mix/train/noisy/m0.wav "
+            "(snr_error_db=nan)") in text
     assert "column=split, value_set=['train', 'val', 'test']): mix/test/noisy/m4.wav (split=dev)" in text
+
+
+def test_recorded_pairs_need_no_target_snr_or_noise_file_but_stay_speaker_disjoint(tmp_path):
+    df = _mixtures()
+    recorded = {"origin": "recorded", "noise_path": "", "target_snr_db": 10.0, "realized_snr_db": 11.9}
+    for column, value in recorded.items():
+        df.loc[[3, 4], column] = value
+    assert _check_mixtures(df, tmp_path)["success"]  # measured SNR 2 dB off its level, no noise file: fine
+    df.loc[4, "speaker"] = "spk1"  # a recorded speaker also in train
+    with pytest.raises(DataCheckError, match=r"column=speaker_splits.*mix/test/noisy/m4.wav"):
+        _check_mixtures(df, tmp_path)
+    df = _mixtures()
+    df.loc[2, "origin"] = "found"
+    with pytest.raises(DataCheckError, match=r"column=origin.*mix/val/noisy/m2.wav \(origin=found\)"):
+        _check_mixtures(df, tmp_path)
 
 
 def _corpus():
@@ -88,6 +105,7 @@ def _corpus():
     df["sample_rate"] = 16000
     df["sha256"] = [hashlib.sha256(p.encode()).hexdigest() for p in df["path"]]
     df["source"], df["license"] = "synthetic", "CC0"
+    df["split"], df["pair_id"] = "", ""
     return df
 
 
@@ -112,7 +130,7 @@ def test_usable_corpus_measures_the_accepted_set_against_the_minimums(tmp_path):
     frame = suites.usable_corpus_frame(_corpus())
     assert frame.iloc[0].to_dict() == {"corpus": "accepted set", "speakers": 3, "speech_files": 4,
                                        "speech_minutes": round(8 / 60, 3), "noise_files": 3, "noise_categories": 2,
-                                       "noise_minutes": 0.25}
+                                       "noise_minutes": 0.25, "pairs": 0, "pair_minutes": 0.0}
     assert validate(frame, suites.usable_corpus({"speakers": 3, "noise_files": 3, "noise_minutes": None}),
                     **check)["success"]
     with pytest.raises(DataCheckError, match=r"column=speakers, min_value=4.0\): accepted set \(speakers=3\)"):

@@ -105,7 +105,7 @@ def test_synthetic_alone_quarantines_nothing_and_keeps_its_layout(corpus_dir):
 
 @pytest.mark.parametrize("sources, message", [
     (["nowhere"], "unknown source 'nowhere'"),
-    (["voicebank_demand"], "paired sources are not supported yet"),
+    (["voicebank_demand:speech"], "voicebank_demand is a paired corpus .* taken whole: list it as voicebank_demand"),
     (["synthetic", "synthetic:noise"], "lists 'synthetic' twice"),
     (["local:music"], "must be speech or noise"),
     ([], "download.sources is empty"),
@@ -280,6 +280,20 @@ def test_a_catalogue_corpus_without_the_asked_kind_is_named(file_server, tiny_pa
     params = {**tiny_params["download"], "sources": ["fsdd:noise"], "cache": str(tmp_path / "cache")}
     with pytest.raises(ValueError, match=r"fsdd has no noise files \(it holds: speech\)"):
         download.run(params, out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml")))
+def test_every_profile_has_download_settings_the_stage_accepts(profile):
+    """The checks the stage runs before any work: sources, ingest rules and minimums (a typo fails here, not after
+    a 5-GB download)."""
+    from hushkit.checks import suites
+    from hushkit.corpus.sources import ingest_rules, parse_sources
+    from hushkit.params import load_params
+
+    overlay = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+    settings = deep_merge(load_params(ROOT / "params.yaml"), overlay)["download"]
+    assert parse_sources(settings) and ingest_rules(settings)
+    assert suites.usable_corpus(dict(settings.get("minimum") or {})) is not None
 
 
 # ------------------------------------------------------------------------------------------------------ real-small

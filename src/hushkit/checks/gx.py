@@ -152,15 +152,17 @@ def _fail_early(title: str, report_path: Path, name: str, reason: str) -> None:
 def _prepare(expectations: list, frame: pd.DataFrame, allow_missing: set[str]) -> list:
     """Copy the caller's expectations (GX binds them to a suite), number them, add not-null checks, turn inf to NaN."""
     gx = great_expectations()
-    prepared, null_checked, needs_not_null = [], set(), []
+    prepared, null_checked, needs_not_null = [], set(), {}
     for i, exp in enumerate(expectations):
         prepared.append(exp.copy(deep=True, update={"meta": {**(exp.meta or {}), _ORDER_META: i}}))
         column = getattr(exp, "column", None)
         if exp.expectation_type == "expect_column_values_to_not_be_null":
             null_checked.add(column)
         elif exp.expectation_type in _NULL_SKIPPING and column not in needs_not_null:
-            needs_not_null.append(column)
-    for column in needs_not_null:
+            # the rows the value check covers (its row_condition, if any) are the rows that must not be null
+            needs_not_null[column] = {key: getattr(exp, key) for key in ("row_condition", "condition_parser")
+                                      if getattr(exp, key, None)}
+    for column, condition in needs_not_null.items():
         if column not in frame.columns:
             continue  # the value expectation itself reports the missing column
         if pd.api.types.is_float_dtype(frame[column]):
@@ -169,7 +171,7 @@ def _prepare(expectations: list, frame: pd.DataFrame, allow_missing: set[str]) -
             continue
         meta = {_ADDED_META: "NaN/None/inf would be skipped by the value checks on this column",
                 _ORDER_META: len(prepared)}
-        prepared.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column, meta=meta))
+        prepared.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column, meta=meta, **condition))
     return prepared
 
 
@@ -197,9 +199,15 @@ def _failure(result: dict, original: pd.DataFrame, id_column: str, show_columns:
 
 
 def _describe(failure: dict) -> str:
-    args = ", ".join(f"{k}={_short(v)}" for k, v in failure["kwargs"].items())
+    kwargs = dict(failure["kwargs"])
+    condition = kwargs.pop("row_condition", None)
+    kwargs.pop("condition_parser", None)
+    if isinstance(condition, dict):  # GX 1.x stores a pandas condition as {"type": ..., "pass_through_filter": ...}
+        condition = condition.get("pass_through_filter") or condition
+    args = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+    where = f" where {condition}" if condition else ""
     note = f" [{failure['note']}]" if failure["note"] else ""
-    return f"{failure['expectation']}({args}){note}"
+    return f"{failure['expectation']}({args}){where}{note}"
 
 
 def _detail(failure: dict, seen: set, show_columns: list[str]) -> str:

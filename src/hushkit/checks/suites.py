@@ -9,10 +9,15 @@ import pandas as pd
 
 from hushkit.checks.gx import great_expectations
 
+# kind: speech and noise to mix, or one side (clean | noisy) of a recorded pair; `pair_id` joins the two sides and
+# `split` is the publisher's split of a paired corpus (empty for speech and noise: the mix stage splits those).
 CORPUS_COLUMNS = ["path", "kind", "speaker", "category", "language", "text", "voice", "duration", "sample_rate",
-                  "sha256", "source", "license"]
+                  "sha256", "source", "license", "split", "pair_id"]
+CORPUS_KINDS = ["speech", "noise", "clean", "noisy"]
+# origin: `mixed` by the mix stage, or `recorded` (a paired corpus's noisy/clean recording, copied as it is).
 MIXTURE_COLUMNS = ["id", "split", "clean_path", "noisy_path", "speaker", "language", "noise_path", "noise_category",
-                   "target_snr_db", "realized_snr_db", "level_dbfs", "duration", "sample_rate"]
+                   "target_snr_db", "realized_snr_db", "level_dbfs", "duration", "sample_rate", "origin", "pair_id"]
+ORIGINS = ["mixed", "recorded"]
 SPLITS = ["train", "val", "test"]
 
 
@@ -62,7 +67,7 @@ def corpus_manifest(min_speakers: int, min_categories: int, sample_rate: int) ->
     return [
         # Later stages read these columns by name.
         E.ExpectTableColumnsToMatchSet(column_set=CORPUS_COLUMNS, exact_match=False),
-        E.ExpectColumnValuesToBeInSet(column="kind", value_set=["speech", "noise"]),
+        E.ExpectColumnValuesToBeInSet(column="kind", value_set=CORPUS_KINDS),
         # One row per file: a duplicate would be mixed twice and could cross splits.
         E.ExpectColumnValuesToBeUnique(column="path"),
         # The digest is what makes a download reproducible; it must be a full lowercase SHA-256.
@@ -75,12 +80,14 @@ def corpus_manifest(min_speakers: int, min_categories: int, sample_rate: int) ->
     ]
 
 
-USABLE_MEASURES = ("speakers", "speech_files", "speech_minutes", "noise_files", "noise_categories", "noise_minutes")
+USABLE_MEASURES = ("speakers", "speech_files", "speech_minutes", "noise_files", "noise_categories", "noise_minutes",
+                   "pairs", "pair_minutes")
 
 
 def usable_corpus_frame(manifest: pd.DataFrame, name: str = "accepted set") -> pd.DataFrame:
     """One row (id column `corpus`) measuring what a corpus manifest holds: USABLE_MEASURES."""
     speech, noise = manifest[manifest["kind"] == "speech"], manifest[manifest["kind"] == "noise"]
+    clean = manifest[manifest["kind"] == "clean"]  # one row per recorded pair (its clean side)
     return pd.DataFrame([{
         "corpus": name,
         "speakers": _distinct(manifest, "speech", "speaker"),
@@ -89,6 +96,8 @@ def usable_corpus_frame(manifest: pd.DataFrame, name: str = "accepted set") -> p
         "noise_files": len(noise),
         "noise_categories": _distinct(manifest, "noise", "category"),
         "noise_minutes": round(float(noise["duration"].astype(float).sum()) / 60, 3),
+        "pairs": len(clean),
+        "pair_minutes": round(float(clean["duration"].astype(float).sum()) / 60, 3),
     }])
 
 
@@ -115,19 +124,24 @@ def mixture_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_MIXED_ROWS = {"row_condition": 'origin=="mixed"', "condition_parser": "pandas"}  # rows the mix stage mixed
+
+
 def mixture_manifest(snr_tolerance_db: float) -> list:
     """The mixture manifest after `mixture_manifest_frame` (id column `noisy_path`)."""
     E = _e()
     return [
         E.ExpectTableColumnsToMatchSet(column_set=MIXTURE_COLUMNS, exact_match=False),
         E.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
+        E.ExpectColumnValuesToBeInSet(column="origin", value_set=ORIGINS),
         E.ExpectColumnValuesToBeUnique(column="id"),
         E.ExpectColumnValuesToBeUnique(column="noisy_path"),
-        # The mixer must hit the SNR it was asked for, or the per-SNR evaluation means nothing.
-        E.ExpectColumnValuesToBeBetween(column="snr_error_db", max_value=snr_tolerance_db),
+        # The mixer must hit the SNR it was asked for, or the per-SNR evaluation means nothing. (A recorded pair
+        # has no target: its SNR is measured, and grouped under the nearest 5-dB level.)
+        E.ExpectColumnValuesToBeBetween(column="snr_error_db", max_value=snr_tolerance_db, **_MIXED_ROWS),
         # A speaker or noise recording seen in training and test inflates the test scores.
         E.ExpectColumnValuesToBeBetween(column="speaker_splits", min_value=1, max_value=1),
-        E.ExpectColumnValuesToBeBetween(column="noise_splits", min_value=1, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="noise_splits", min_value=1, max_value=1, **_MIXED_ROWS),
     ]
 
 

@@ -34,7 +34,10 @@ from hushkit.audio import EPS, resample
 from hushkit.io import read_table, sha256_file, write_audio, write_table
 
 REASONS = ("unreadable", "empty", "non_finite", "too_short", "too_long", "silent", "clipped", "duplicate",
-           "unsupported", "not_audio")
+           "unsupported", "not_audio",
+           # recorded pairs (hushkit.corpus.sources.keep_whole_pairs): a side without its partner, or two sides of
+           # different lengths
+           "unpaired", "mismatched_pair")
 QUARANTINE_COLUMNS = ["source", "reason", "detail"]
 MANIFEST_COLUMNS = [
     # the corpus manifest columns later stages read (hushkit.checks.suites.CORPUS_COLUMNS) ...

@@ -3,8 +3,11 @@
     synthetic            out/speech/..., out/noise/...    the embedded corpus, exactly as it always was
     local                out/local/{speech,noise}/...     the folders download.local.{speech,noise}, ingested
     <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.corpus.catalogue), then ingested
+    <paired corpus>      out/<name>/{clean,noisy}/...     recorded pairs (voicebank_demand): both sides ingested,
+                                                          kept only as a whole pair; the mix stage copies them
 
-An entry `name:speech` or `name:noise` takes one kind only (e.g. `ms_snsd:noise`, `synthetic:noise`).
+An entry `name:speech` or `name:noise` takes one kind only (e.g. `ms_snsd:noise`, `synthetic:noise`); a paired corpus
+is taken whole.
 Ingested audio is cached under <download.cache>/ingested/, outside the DVC output: DVC deletes an output before its
 stage reruns, so a cache inside it would be empty every time. A rerun decodes and resamples only new or changed
 files and copies the rest. Speakers of ingested sources are named `<source>:<speaker>`, so two sources that both
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import soundfile as sf
 
 from hushkit.checks.suites import CORPUS_COLUMNS
 from hushkit.corpus.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
@@ -27,6 +31,7 @@ from hushkit.io import atomic_path, read_table
 
 SYNTHETIC, LOCAL = "synthetic", "local"
 KINDS = ("speech", "noise")
+PAIRED_KINDS = ("clean", "noisy")
 QUARANTINE_COLUMNS = ["corpus", "kind", "source", "reason", "detail"]
 LOCAL_LICENSE = "user-supplied"
 INGEST_KEYS = ("min_seconds", "max_seconds", "silence_dbfs", "clip_fraction")
@@ -68,12 +73,14 @@ def parse_sources(params: dict[str, Any]) -> list[SourceSpec]:
             raise ValueError(f"params download.sources: unknown source {name!r}; available: {', '.join(known)}")
         if kind and kind not in KINDS:
             raise ValueError(f"params download.sources: {entry!r}: the kind after ':' must be speech or noise")
-        if name in CATALOGUE and CATALOGUE[name].kind == "paired":
-            raise ValueError(f"params download.sources: {name} is a paired corpus (recorded clean/noisy pairs); "
-                             "paired sources are not supported yet (the mix stage only mixes speech with noise)")
+        paired = name in CATALOGUE and CATALOGUE[name].kind == "paired"
+        if paired and kind:
+            raise ValueError(f"params download.sources: {entry!r}: {name} is a paired corpus (recorded noisy/clean "
+                             f"pairs), taken whole: list it as {name}")
         if any(spec.name == name for spec in specs):
             raise ValueError(f"params download.sources lists {name!r} twice")
-        specs.append(SourceSpec(name, (kind,) if kind else KINDS, restricted=bool(kind)))
+        kinds = PAIRED_KINDS if paired else (kind,) if kind else KINDS
+        specs.append(SourceSpec(name, kinds, restricted=bool(kind)))
     return specs
 
 
@@ -165,13 +172,16 @@ def run_catalogue(params: dict[str, Any], spec: SourceSpec, out: Path, rules: In
                             name=f"{spec.name}:{row.path}") for row in rows.itertuples()]
         store = _ingest_dir(cache, spec.name, kind, extracted, rate)
         results[kind] = ingest_files(files, kind, store, rate, rules), store
-    return _collect(spec, results, out, corpus.license)
+    pairs = table.assign(source=spec.name + ":" + table.path) if corpus.kind == "paired" else None
+    return _collect(spec, results, out, corpus.license, pairs=pairs)
 
 
 def _catalogue_labels(row: Any, kind: str) -> dict[str, str]:
-    if kind == "speech":  # a speech file without a speaker label is its own speaker
-        return {"speaker": row.speaker or Path(row.path).stem, "category": "", "language": row.language or "und"}
-    return {"speaker": "", "category": row.category or "uncategorized", "language": ""}
+    if kind == "noise":
+        return {"speaker": "", "category": row.category or "uncategorized", "language": ""}
+    # speech, or a side of a recorded pair: a file without a speaker label is its own speaker
+    return {"speaker": row.speaker or Path(row.path).stem, "category": row.category or "",
+            "language": row.language or "und"}
 
 
 def _ingest_dir(cache: Path, name: str, kind: str, folder: Path, rate: int) -> Path:
@@ -180,25 +190,83 @@ def _ingest_dir(cache: Path, name: str, kind: str, folder: Path, rate: int) -> P
     return cache / "ingested" / f"{name}-{kind}-{key}"
 
 
-def _collect(spec: SourceSpec, results: dict[str, tuple[IngestResult, Path]], out: Path,
-             license: str) -> SourceOutput:
-    """Copy each accepted file from its ingest cache into out/<source>/; manifest and quarantine rows."""
-    manifests, quarantines, lines = [], [], []
+def _collect(spec: SourceSpec, results: dict[str, tuple[IngestResult, Path]], out: Path, license: str,
+             pairs: pd.DataFrame | None = None) -> SourceOutput:
+    """Copy each accepted file from its ingest cache into out/<source>/; manifest and quarantine rows. `pairs` (a
+    paired corpus's listing, with each file's `source` name) keeps only whole pairs: see `keep_whole_pairs`."""
+    accepted: dict[str, pd.DataFrame] = {}
     for kind, (result, store) in results.items():
         # The rows as the ingest cache stores them (not as just computed): a run that decoded a file and one that
         # took it from the cache then give the very same manifest, also in memory, where the checks fingerprint it.
-        accepted = read_table(store / f"{kind}.manifest.csv")
-        text = [c for c in CORPUS_COLUMNS if accepted[c].dtype == object or accepted[c].isna().all()]
-        accepted[text] = accepted[text].fillna("").astype(str)
-        for rel in accepted.path:
+        rows = read_table(store / f"{kind}.manifest.csv")
+        text = [c for c in rows.columns if rows[c].dtype == object or rows[c].isna().all()]
+        rows[text] = rows[text].fillna("").astype(str)
+        accepted[kind] = rows.assign(split="", pair_id="")
+    quarantines = [result.quarantine.assign(corpus=spec.name, kind=kind)[QUARANTINE_COLUMNS]
+                   for kind, (result, _) in results.items()]
+    lines = [f"{spec.name} {kind}: {summary_line(result)}" for kind, (result, _) in results.items()]
+    if pairs is not None:
+        stores = {kind: store for kind, (_, store) in results.items()}
+        rejected = pd.concat(quarantines, ignore_index=True)
+        accepted, unpaired = keep_whole_pairs(spec.name, pairs, accepted, stores, rejected)
+        quarantines.append(unpaired)
+        kept = len(accepted.get("clean", ()))
+        lines.append(f"{spec.name}: {kept} recorded pairs kept; {len(unpaired)} files quarantined without a whole pair"
+                     + (f" ({', '.join(f'{r} {n}' for r, n in unpaired.reason.value_counts().sort_index().items())})"
+                        if len(unpaired) else ""))
+    manifests = []
+    for kind, rows in accepted.items():
+        store = results[kind][1]
+        for rel in rows.path:
             with atomic_path(out / spec.name / rel) as tmp:
                 shutil.copyfile(store / rel, tmp)
-        rows = accepted.assign(path=spec.name + "/" + accepted.path.astype(str), license=license)
-        if kind == "speech":
+        rows = rows.assign(path=spec.name + "/" + rows.path.astype(str), license=license)
+        if kind != "noise":  # people: named per source, so two corpora's "p232" stay two speakers
             rows["speaker"] = spec.name + ":" + rows.speaker.astype(str)
         manifests.append(rows[CORPUS_COLUMNS])
-        quarantines.append(result.quarantine.assign(corpus=spec.name, kind=kind)[QUARANTINE_COLUMNS])
-        lines.append(f"{spec.name} {kind}: {summary_line(result)}")
     manifest = pd.concat(manifests, ignore_index=True) if manifests else pd.DataFrame(columns=CORPUS_COLUMNS)
     quarantine = pd.concat(quarantines, ignore_index=True) if quarantines else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     return SourceOutput(spec, manifest, quarantine, lines)
+
+
+def keep_whole_pairs(name: str, listing: pd.DataFrame, accepted: dict[str, pd.DataFrame], stores: dict[str, Path],
+                     rejected: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """A recorded pair is kept only when both its sides were accepted and hold the same number of samples (they are
+    one recording, sample-aligned). An accepted side whose partner was quarantined or is missing from the corpus is
+    quarantined as `unpaired`, naming the partner and its reason; both sides of a length mismatch as
+    `mismatched_pair`. Kept rows get the publisher's `split` and a corpus-wide `pair_id` (<name>:<pair>)."""
+    listing = listing.fillna("")
+    info = listing.set_index("source")
+    partner = {(row.pair_id, row.kind): row.source for row in listing.itertuples()}
+    why_rejected = dict(zip(rejected.source, rejected.reason))
+    frames = {kind: accepted.get(kind, pd.DataFrame(columns=["path", "source"])) for kind in PAIRED_KINDS}
+    by_pair = {kind: dict(zip(info.loc[frame.source, "pair_id"], frame.itertuples())) for kind, frame in frames.items()}
+    keep: dict[str, list[str]] = {kind: [] for kind in PAIRED_KINDS}
+    problems = []
+    for kind, other in (PAIRED_KINDS, PAIRED_KINDS[::-1]):
+        for pair_id, row in by_pair[kind].items():
+            if pair_id in by_pair[other]:
+                continue
+            source = partner.get((pair_id, other))
+            detail = (f"its {other} partner {source} was quarantined ({why_rejected.get(source, 'rejected')})"
+                      if source else f"no {other} partner for {pair_id!r} in the corpus")
+            problems.append({"corpus": name, "kind": kind, "source": row.source, "reason": "unpaired",
+                             "detail": detail})
+    for pair_id in sorted(set(by_pair["clean"]) & set(by_pair["noisy"])):
+        sides = {kind: by_pair[kind][pair_id] for kind in PAIRED_KINDS}
+        frames_of = {kind: sf.info(str(stores[kind] / row.path)).frames for kind, row in sides.items()}
+        if frames_of["clean"] != frames_of["noisy"]:
+            for kind, row in sides.items():
+                problems.append({"corpus": name, "kind": kind, "source": row.source, "reason": "mismatched_pair",
+                                 "detail": f"clean has {frames_of['clean']} samples, noisy {frames_of['noisy']} "
+                                           "(after resampling): not one recording"})
+            continue
+        for kind, row in sides.items():
+            keep[kind].append(row.source)
+    kept = {}
+    for kind, frame in frames.items():
+        rows = frame[frame.source.isin(keep[kind])].copy()
+        rows["split"] = info.loc[rows.source, "split"].astype(str).to_numpy()
+        rows["pair_id"] = (name + ":" + info.loc[rows.source, "pair_id"].astype(str)).to_numpy()
+        kept[kind] = rows.reset_index(drop=True)
+    return kept, pd.DataFrame(problems, columns=QUARANTINE_COLUMNS)

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hushkit.audio import active_power, read_audio, resample, to_mono
+from hushkit.audio import read_audio, resample, to_mono
 from hushkit.evaluation import systems
 from hushkit.evaluation.results import example_ids, write_evaluation
 from hushkit.evaluation.scoring import score_system, spread
 from hushkit.io import write_audio
+from hushkit.mixing import snr_db, snr_level
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 LENGTH_TOLERANCE_S = 0.01   # a clean/noisy pair may differ by this much (codec padding); longer ones are cut to it
@@ -49,8 +50,8 @@ def pair_files(clean: Path, noisy: Path) -> list[tuple[str, Path, Path]]:
 
 
 def input_snr_db(clean: np.ndarray, noisy: np.ndarray, rate: int) -> float:
-    noise = noisy - clean
-    return 10.0 * float(np.log10(active_power(clean, rate) / (np.mean(noise.astype(np.float64) ** 2) + 1e-12)))
+    """As the mix stage measures it: over active speech frames."""
+    return snr_db(clean, noisy - clean, rate)
 
 
 def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.DataFrame:
@@ -74,7 +75,7 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
         snr = input_snr_db(clean, noisy, rate)
         rows.append({"id": file_id, "name": key, "clean_path": f"clean/{file_id}.wav",
                      "noisy_path": f"noisy/{file_id}.wav", "input_snr_db": round(snr, 3),
-                     "target_snr_db": float(5 * round(snr / 5)),
+                     "target_snr_db": snr_level(snr),
                      "noise_category": key.split("/")[0] if "/" in key else "all",
                      "speaker": "", "language": "", "sample_rate": rate, "duration": length / rate})
     return pd.DataFrame(rows)

@@ -29,14 +29,15 @@ def example_ids(test: pd.DataFrame, n: int) -> pd.Index:
 
 def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *, mix: Path, test: pd.DataFrame,
                      examples: dict[str, Path], title: str, extra: pd.DataFrame | None = None,
-                     intro: str = "") -> pd.DataFrame:
+                     intro: str = "", board: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write the evaluation of `per_file` (rows of every system in `kinds`: system → input | baseline | model) to
-    `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files. Returns the leaderboard."""
+    `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files. Returns the leaderboard
+    (`board`: `aggregate.leaderboard(per_file, kinds)` when the caller has it already; the bootstrap is not free)."""
     out = Path(out)
     missing = sorted(set(kinds) - set(per_file.system))
     if missing:
         raise ValueError(f"no per-file scores for {missing}")
-    board = aggregate.leaderboard(per_file, kinds)
+    board = aggregate.leaderboard(per_file, kinds) if board is None else board
     if extra is not None:
         board = board.merge(extra, on="system", how="left")
     table = aggregate.with_intervals(board)

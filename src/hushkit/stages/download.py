@@ -6,8 +6,8 @@ the pipeline rate.
     out/checks/          the data checks' full results
 
 Sources (hushkit.corpus.sources): `synthetic` (embedded, offline, deterministic), `local` (folders), and the public
-corpora of hushkit.corpus.catalogue (downloaded once into download.cache). A bad file never stops the stage: it is
-quarantined. The stage stops when what is accepted is unusable (below download.minimum), saying which minimum and
+corpora of hushkit.corpus.catalogue (downloaded once into download.cache), paired ones (recorded noisy/clean pairs,
+kinds `clean` and `noisy`) kept only as whole pairs. A bad file never stops the stage: it is quarantined. The stage stops when what is accepted is unusable (below download.minimum), saying which minimum and
 by how much.
 """
 from __future__ import annotations
@@ -75,16 +75,25 @@ def run(params: dict[str, Any], *, out: Path) -> None:
     write_table(out / "manifest.csv", manifest)
     speech = manifest[manifest.kind == "speech"]
     noise = manifest[manifest.kind == "noise"]
+    pairs = manifest[manifest.kind == "clean"]
+    recorded = (f", {len(pairs)} recorded noisy/clean pairs from {pairs.speaker.nunique()} speakers "
+                f"({pairs.duration.sum() / 60:.1f} min)" if len(pairs) else "")
     console.print(
         f"download: {len(speech)} utterances from {speech.speaker.nunique()} speakers "
         f"({speech.duration.sum() / 60:.1f} min), "
-        f"{len(noise)} noise clips in {noise.category.nunique()} categories; {len(quarantine)} files quarantined"
+        f"{len(noise)} noise clips in {noise.category.nunique()} categories{recorded}; "
+        f"{len(quarantine)} files quarantined"
     )
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The sources' rows under `columns`; a column a source does not have (split and pair_id outside paired
+    corpora) is empty."""
     frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns).fillna({c: "" for c in ("split", "pair_id")
+                                                                                if c in columns})
 
 
 def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dict[str, Any], expectations: list,

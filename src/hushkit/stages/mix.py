@@ -1,4 +1,9 @@
-"""mix: speaker- and noise-disjoint splits; each mixture = trimmed clean speech + noise at a drawn SNR."""
+"""mix: speaker- and noise-disjoint splits; each mixture = trimmed clean speech + noise at a drawn SNR.
+
+Recorded pairs (a paired corpus such as VoiceBank+DEMAND) are not mixed: each noisy/clean recording is copied into
+its split as it is (`origin` recorded), beside the mixtures (`origin` mixed), so training and evaluation use them
+directly. Their SNR is measured the way the mixer measures it; `target_snr_db` is that to the nearest 5 dB, the
+level the per-SNR evaluation groups them under."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,10 +14,10 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
-from hushkit.audio import read_audio, trim_silence
+from hushkit.audio import read_audio, rms_db, trim_silence
 from hushkit.checks import suites, validate
 from hushkit.io import read_table, write_audio, write_table
-from hushkit.mixing import mix_at_snr, noise_segment
+from hushkit.mixing import mix_at_snr, noise_segment, snr_db, snr_level
 from hushkit.stages._checks import check_audio_files, check_mixture_files
 from hushkit.stages._cli import stage_main
 
@@ -73,6 +78,58 @@ def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, A
     return pd.DataFrame(rows)
 
 
+def split_recorded(clean: pd.DataFrame, settings: dict[str, Any], rng: np.random.Generator) -> dict[str, str]:
+    """speaker → split for recorded pairs (their clean rows). A corpus's own test split is kept, since the field
+    reports on it (VoiceBank+DEMAND: 824 pairs of 2 unseen speakers); `val_speakers` of its training speakers
+    validate. Pairs without a publisher split are split by speaker like speech (`val_speakers`, `test_speakers`)."""
+    n_val, n_test = int(settings.get("val_speakers", 1)), int(settings.get("test_speakers", 1))
+    published = clean.groupby("speaker").split.agg(lambda s: "test" if (s == "test").any() else
+                                                   "val" if (s == "val").any() else "train" if s.any() else "")
+    assignment = {spk: split for spk, split in published.items() if split in ("test", "val")}
+    training = sorted(spk for spk, split in published.items() if split == "train")
+    if training and not any(split == "val" for split in assignment.values()):
+        if len(training) < n_val + 1:
+            raise ValueError(f"recorded pairs: {len(training)} training speakers cannot make val={n_val} "
+                             "(mix.recorded.val_speakers) and a train split")
+        held_out = set(rng.permutation(training)[:n_val])
+        assignment.update({spk: "val" if spk in held_out else "train" for spk in training})
+    else:
+        assignment.update({spk: "train" for spk in training})
+    unsplit = clean[clean.speaker.isin([spk for spk, split in published.items() if not split])]
+    if len(unsplit):
+        assignment.update(split_speakers(unsplit, n_val, n_test, rng))
+    return assignment
+
+
+def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, out: Path,
+                  rate: int) -> list[dict[str, Any]]:
+    """Every recorded pair into its split as it is (no trimming, gain or mixing): the mixture manifest's rows."""
+    clean = manifest[manifest.kind == "clean"].fillna({"category": ""}).sort_values("pair_id")
+    if clean.empty:
+        return []
+    noisy = manifest[manifest.kind == "noisy"].set_index("pair_id")
+    # its own generator: adding or removing a paired corpus never reshuffles the mixtures
+    split = clean.speaker.map(split_recorded(clean, params.get("recorded") or {},
+                                             np.random.default_rng([int(params["seed"]), 1])))
+    rows, counters = [], dict.fromkeys(SPLITS, 0)
+    for row, part in track(zip(clean.itertuples(), split), total=len(clean), description="copy pairs",
+                           transient=True):
+        file_id = f"{part}r{counters[part]:05d}"
+        counters[part] += 1
+        clean_audio, _ = read_audio(corpus / row.path)
+        noisy_audio, _ = read_audio(corpus / noisy.at[row.pair_id, "path"])
+        clean_path, noisy_path = f"{part}/clean/{file_id}.wav", f"{part}/noisy/{file_id}.wav"
+        write_audio(out / clean_path, clean_audio, rate)
+        write_audio(out / noisy_path, noisy_audio, rate)
+        snr = snr_db(clean_audio, noisy_audio - clean_audio, rate)
+        rows.append({"id": file_id, "split": part, "clean_path": clean_path, "noisy_path": noisy_path,
+                     "speaker": row.speaker, "language": row.language, "noise_path": "",
+                     "noise_category": row.category or row.path.split("/")[0], "target_snr_db": snr_level(snr),
+                     "realized_snr_db": snr, "level_dbfs": rms_db(noisy_audio), "duration": len(clean_audio) / rate,
+                     "sample_rate": rate, "origin": "recorded", "pair_id": row.pair_id})
+    return rows
+
+
 def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
     corpus, out = Path(corpus), Path(out)
     manifest = read_table(corpus / "manifest.csv")
@@ -80,9 +137,31 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
     check_audio_files(corpus, list(manifest.path), name="mix input: corpus files",
                       report_path=out / "checks" / "input_files.json", sample_rate=rate,
                       min_seconds=0.25, max_seconds=None)
-    rng = np.random.default_rng(params["seed"])
     speech = manifest[manifest.kind == "speech"].copy()
     noise = manifest[manifest.kind == "noise"].copy()
+    if speech.empty != noise.empty:  # one without the other: nothing to mix, and the one given would go unused
+        have, lacking = ("speech", "noise") if noise.empty else ("noise", "speech")
+        raise ValueError(f"{corpus / 'manifest.csv'}: {have} but no {lacking} to mix it with; add a {lacking} source "
+                         "to download.sources (recorded pairs need neither)")
+    rows = _mix(speech, noise, params, corpus, out, rate) if len(speech) else []
+    rows += copy_recorded(manifest, params, corpus, out, rate)
+    if not rows:
+        raise ValueError(f"{corpus / 'manifest.csv'}: no speech, noise or recorded pairs to make mixtures from")
+    mixtures = pd.DataFrame(rows)
+    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(params["snr_tolerance_db"]),
+             name="mix output: mixture manifest", report_path=out / "checks" / "manifest.json",
+             id_column="noisy_path")
+    check_mixture_files(out, mixtures, name="mix output: mixture files", report_path=out / "checks" / "files.json")
+    write_table(out / "manifest.csv", mixtures)
+    counts = mixtures.split.value_counts().to_dict()
+    recorded = int((mixtures.origin == "recorded").sum())
+    print(f"mix: {counts.get('train', 0)} train, {counts.get('val', 0)} val, {counts.get('test', 0)} test mixtures"
+          + (f" ({recorded} of them recorded pairs)" if recorded else ""))
+
+
+def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corpus: Path, out: Path,
+         rate: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(params["seed"])
     speech["split"] = speech.speaker.map(split_speakers(speech, params["val_speakers"], params["test_speakers"], rng))
     noise["split"] = noise.path.map(split_noises(noise, params["noise_instances"], rng))
     plan = plan_mixtures(speech, noise, params, rng)
@@ -105,15 +184,8 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
                      "speaker": job.speaker, "language": job.language, "noise_path": job.noise_path,
                      "noise_category": job.noise_category, "target_snr_db": job.target_snr_db,
                      "realized_snr_db": mixture.realized_snr_db, "level_dbfs": mixture.level_dbfs,
-                     "duration": len(clean) / rate, "sample_rate": rate})
-    mixtures = pd.DataFrame(rows)
-    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(params["snr_tolerance_db"]),
-             name="mix output: mixture manifest", report_path=out / "checks" / "manifest.json",
-             id_column="noisy_path")
-    check_mixture_files(out, mixtures, name="mix output: mixture files", report_path=out / "checks" / "files.json")
-    write_table(out / "manifest.csv", mixtures)
-    counts = mixtures.split.value_counts().to_dict()
-    print(f"mix: {counts.get('train', 0)} train, {counts.get('val', 0)} val, {counts.get('test', 0)} test mixtures")
+                     "duration": len(clean) / rate, "sample_rate": rate, "origin": "mixed", "pair_id": ""})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

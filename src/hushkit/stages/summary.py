@@ -74,11 +74,12 @@ def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, ba
     evaluate_params = pipeline_params.get("evaluate", {})
     per_file, kinds, folders = collect(evaluate, baseline, architectures, evaluate_params.get("baselines") or [NOISY])
     test = test_split(Path(mix), evaluate_params)
-    best = best_architecture(aggregate.leaderboard(per_file, kinds), rank_by)
+    board = aggregate.leaderboard(per_file, kinds)
+    best = best_architecture(board, rank_by)
     intro = (f"{per_file.id.nunique()} test mixtures, every system scored on exactly the same audio. "
              f"Best trained architecture by {rank_by}: {best}.")
     board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
-                             title="hushkit leaderboard (test split)", intro=intro,
+                             title="hushkit leaderboard (test split)", intro=intro, board=board,
                              extra=model_details(train, export, architectures))
     best_row = board.set_index("system").loc[best]
     write_json(out / "summary.json", {
