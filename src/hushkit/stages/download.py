@@ -92,8 +92,10 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True).reindex(columns=columns).fillna({c: "" for c in ("split", "pair_id")
-                                                                                if c in columns})
+    manifest = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    for column in {"split", "pair_id"} & set(columns):
+        manifest[column] = manifest[column].astype(object).where(manifest[column].notna(), "")
+    return manifest
 
 
 def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dict[str, Any], expectations: list,
