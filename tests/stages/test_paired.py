@@ -16,8 +16,11 @@ import soundfile as sf
 
 from hushkit.checks import DataCheckError
 from hushkit.corpus import catalogue
+from hushkit.evaluation.results import write_evaluation
+from hushkit.io import read_table
 from hushkit.mixing import snr_db, snr_level
 from hushkit.stages import baseline, download, features, mix
+from hushkit.stages.evaluate import test_split as split_of
 from tests.conftest import PROXY_VARIABLES, serve
 
 RATE = 48000  # VoiceBank+DEMAND's rate: ingestion resamples to the pipeline's
@@ -170,12 +173,19 @@ def test_recorded_training_pairs_are_packed_for_the_training_loop(paired):
 def test_the_evaluation_scores_the_recorded_test_pairs(paired, tmp_path):
     params, work = paired
     baseline.run(params["evaluate"], name="noisy", mix=work / "mix", out=tmp_path / "noisy")
-    per_file = _read(tmp_path / "noisy" / "per_file.csv")
+    per_file = read_table(tmp_path / "noisy" / "per_file.csv")
     test = _read(work / "mix" / "manifest.csv").query("split == 'test'")
     assert len(per_file) == min(len(test), params["evaluate"]["max_files"])
     assert set(per_file.noise_category) == {"voicebank_demand"}
     assert per_file.target_snr_db.isin(test.target_snr_db).all()
     assert np.isfinite(per_file[["pesq", "stoi", "si_sdr"]].to_numpy()).all()
+    # the listening report says what a recorded example is: its measured SNR, not a level it was mixed at
+    board = write_evaluation(tmp_path / "summary", pd.concat([per_file, per_file.assign(system="copy")]),
+                             {"noisy": "input", "copy": "baseline"}, mix=work / "mix", test=split_of(
+                                 work / "mix", params["evaluate"]), examples={"copy": tmp_path / "noisy" / "examples"},
+                             title="paired")
+    assert set(board.system) == {"noisy", "copy"}
+    assert "recorded pair (voicebank_demand), " in (tmp_path / "summary" / "report.html").read_text()
 
 
 def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired, corpus_dir, mix_dir, tiny_params,
@@ -194,6 +204,9 @@ def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired,
     alone = _read(mix_dir / "manifest.csv")
     pd.testing.assert_frame_equal(both[both.origin == "mixed"].reset_index(drop=True), alone)
     assert (both.origin == "recorded").sum() == sum(KEPT.values())
+    # a capped evaluation takes files spread over the test split: the recorded pairs too, not only the mixtures
+    capped = split_of(tmp_path / "mix", {"max_files": 6})
+    assert len(capped) == 6 and set(capped.origin) == {"mixed", "recorded"}
 
 
 def test_below_the_pair_minimum_the_stage_says_so(paired, tmp_path):

@@ -73,6 +73,8 @@ def _examples(test: pd.DataFrame, kinds: dict[str, str], mix: Path, folders: dic
         clips += [Clip(system, read_audio(Path(folders[system]) / f"{file_id}.wav")[0], rate)
                   for system in kinds if system in folders]
         clips.append(Clip("clean", read_audio(Path(mix) / row.clean_path)[0], rate))
-        result.append(Example(file_id, f"{row.noise_category} noise at {row.target_snr_db:g} dB SNR",
-                              clips))
+        recorded = row.get("origin") == "recorded"  # a paired corpus's recording: its SNR was measured, not set
+        label = (f"recorded pair ({row.noise_category}), {row.realized_snr_db:.1f} dB SNR" if recorded else
+                 f"{row.noise_category} noise at {row.target_snr_db:g} dB SNR")
+        result.append(Example(file_id, label, clips))
     return result

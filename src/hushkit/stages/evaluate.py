@@ -19,9 +19,11 @@ from hushkit.stages._cli import stage_main
 
 
 def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
-    """The test mixtures in a fixed order (the first `evaluate.max_files` if set): every system sees the same."""
+    """The test mixtures in a fixed order (`evaluate.max_files` of them, spread over the split, if set: every SNR
+    level, noise category and origin keeps its place, where the first N would be mixtures only): every system sees
+    the same."""
     test = read_table(Path(mix) / "manifest.csv").query("split == 'test'").sort_values("id")
-    return test.head(int(params["max_files"])) if params.get("max_files") else test
+    return test[test.id.isin(spread(test, int(params["max_files"])))] if params.get("max_files") else test
 
 
 def score_on_test_split(system: str, spec: systems.Spec, params: dict[str, Any], mix: Path,
