@@ -12,6 +12,20 @@ from hushkit.params import deep_merge, load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def copy_working_tree(target: Path) -> Path:
+    """A copy of this working tree: tracked and new files, not ignored ones (no data/, .venv, caches)."""
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
 @contextlib.contextmanager
 def serve(folder: Path):
     """A static HTTP server on 127.0.0.1 for `folder`; yields its base URL. Tests reach no other address."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+
+from tests.conftest import copy_working_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("download", "mix", "features")
@@ -31,13 +32,7 @@ def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_params) -> tuple[Path, dict]:
     """A copy of the working tree (tracked and new files, not ignored ones) with params.yaml = the tiny profile."""
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
+    repo = copy_working_tree(tmp_path_factory.mktemp("e2e") / "repo")
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -1,6 +1,7 @@
 """The `hushkit` command."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,21 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"hushkit {__version__}")
         raise typer.Exit()
+
+
+# Exit codes, so CI or an orchestrator can branch: 0 done, 1 refused by the rules (`promote`), 2 could not act.
+REFUSED, ERROR = 1, 2
+
+
+@contextlib.contextmanager
+def _one_line_errors(*errors: type[Exception]):
+    """`errors` (a bad file, path, setting or store: what a user can act on) as one `error:` line and exit 2, not
+    a traceback."""
+    try:
+        yield
+    except errors as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=ERROR)
 
 
 @app.callback()
@@ -62,7 +78,7 @@ def enhance(
     from hushkit.enhance import plan_outputs
     from hushkit.inference import load_enhancer
 
-    try:
+    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError):
         if not stream and overlap_seconds > chunk_seconds / 2:  # streaming has no overlap
             raise ValueError(f"--overlap-seconds {overlap_seconds} is more than half of --chunk-seconds "
                              f"{chunk_seconds}")
@@ -70,15 +86,12 @@ def enhance(
         enhancer = load_enhancer(model or best_trained_model())
         if stream:
             enhancer.streamer()  # refuses a model that cannot stream, before any file is touched
-    except (AudioReadError, FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
     failed = _enhance_all(pairs, enhancer, stream=stream, chunk_seconds=chunk_seconds,
                           overlap_seconds=overlap_seconds)
     if len(pairs) > 1:
         typer.echo(f"{len(pairs) - failed} of {len(pairs)} files enhanced into {output} with {enhancer.description}")
     if failed:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=ERROR)
 
 
 def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, chunk_seconds: float,
@@ -153,22 +166,18 @@ def evaluate(
 
     params = load_params(params_file) if params_file.is_file() else {"train": {"architectures": []}, "evaluate": {}}
     settings = params.get("evaluate", {})
-    try:
+    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError):
         board = evaluate_folders(clean, noisy, out, models=_models(model, params),
                                  baselines=settings.get("baselines") or ["noisy", "dsp", "rnnoise", "deepfilternet3"],
                                  dnsmos_files=settings.get("dnsmos_files"),
                                  report_examples=int(settings.get("report_examples", 4)))
-    except (AudioReadError, FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
     typer.echo((out / "leaderboard.md").read_text())
     typer.echo(f"{len(board)} systems scored; report: {out / 'report.html'}")
 
 
 # --- registry gate: promote / rollback / history (hushkit.registry) ----------------------------------------------
-# Exit codes, so CI or an orchestrator can branch: 0 promoted (or the candidate already is champion), 1 refused by
-# the rules (not better, margin not met, different test set), 2 could not act (no store, model, version or tag).
-REFUSED, ERROR = 1, 2
+# Exit codes (REFUSED, ERROR above): 0 promoted (or the candidate already is champion), 1 refused by the rules (not
+# better, margin not met, different test set), 2 could not act (no store, model, version or tag).
 
 
 def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str]):
@@ -223,17 +232,13 @@ def promote(
     params_file: Path = _PARAMS_OPTION,
 ) -> None:
     """Make @challenger the @champion if it beats the champion on the same test set (exit 0), else refuse (exit 1)."""
-    errors = _registry_errors()
-    try:
+    with _one_line_errors(*_registry_errors()):
         client, name, settings = _registry(params_file, tracking_uri, model)
         from hushkit.registry import promote as promote_version
 
         decision = promote_version(client, name, metric=metric or settings.get("metric", "pesq"),
                                    min_margin=float(settings.get("min_margin", 0.0) if min_margin is None
                                                     else min_margin), user=user, reason=reason)
-    except errors as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=ERROR)
     typer.echo(f"{name}: {decision.message}")
     if decision.status == "refused":
         raise typer.Exit(code=REFUSED)
@@ -248,15 +253,11 @@ def rollback(
     params_file: Path = _PARAMS_OPTION,
 ) -> None:
     """Move @champion back to the previous champion (as `hushkit history` shows it)."""
-    errors = _registry_errors()
-    try:
+    with _one_line_errors(*_registry_errors()):
         client, name, _ = _registry(params_file, tracking_uri, model)
         from hushkit.registry import rollback as rollback_champion
 
         result = rollback_champion(client, name, user=user, reason=reason)
-    except errors as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=ERROR)
     typer.echo(f"{name}: {result.message}")
 
 
@@ -269,8 +270,7 @@ def history(
     params_file: Path = _PARAMS_OPTION,
 ) -> None:
     """Every version (architecture, test score, test set, aliases) and every champion move."""
-    errors = _registry_errors()
-    try:
+    with _one_line_errors(*_registry_errors()):
         client, name, settings = _registry(params_file, tracking_uri, model)
         from hushkit.registry import CHAMPION, MANIFEST_TAG, ROLLED_BACK_TAG, history as champion_history, versions
 
@@ -279,9 +279,6 @@ def history(
         aliases: dict[str, list[str]] = {}
         for alias, version in client.get_registered_model(name).aliases.items():
             aliases.setdefault(str(version), []).append(alias)
-    except errors as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=ERROR)
     typer.echo(f"{name}: {len(rows)} versions (* = @{CHAMPION})")
     typer.echo(f"  {'version':>8}  {'architecture':<14}{metric:>10}  {'test set':<14}{'aliases':<24}promoted")
     for v in rows:
@@ -314,11 +311,8 @@ def params_command(
     from hushkit.io import atomic_path
     from hushkit.params import apply_profile
 
-    try:
+    with _one_line_errors(FileNotFoundError, ValueError):
         text, changed = apply_profile(params_file, profile)
-    except (FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2)
     if output == "-":
         typer.echo(text, nl=False)
         return

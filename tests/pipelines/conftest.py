@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import copy_working_tree
 from tests.pipelines import toy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +41,8 @@ def git_init(path: Path) -> None:
 
 
 def copy_repo(target: Path) -> Path:
-    """A copy of this working tree (tracked and new files, not ignored ones), as tests/test_e2e.py makes one."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    git_init(target)
+    """A copy of this working tree (`copy_working_tree`), a git repository of its own."""
+    git_init(copy_working_tree(target))
     return target
 
 

@@ -81,23 +81,21 @@ def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, A
 def split_recorded(clean: pd.DataFrame, settings: dict[str, Any], rng: np.random.Generator) -> dict[str, str]:
     """speaker → split for recorded pairs (their clean rows). A corpus's own test split is kept, since the field
     reports on it (VoiceBank+DEMAND: 824 pairs of 2 unseen speakers); `val_speakers` of its training speakers
-    validate. Pairs without a publisher split are split by speaker like speech (`val_speakers`, `test_speakers`)."""
+    validate (unless it names its own). Pairs without a publisher split are split by speaker like speech
+    (`val_speakers`, `test_speakers`)."""
     n_val, n_test = int(settings.get("val_speakers", 1)), int(settings.get("test_speakers", 1))
     published = clean.groupby("speaker").split.agg(lambda s: "test" if (s == "test").any() else
                                                    "val" if (s == "val").any() else "train" if s.any() else "")
     assignment = {spk: split for spk, split in published.items() if split in ("test", "val")}
-    training = sorted(spk for spk, split in published.items() if split == "train")
-    if training and not any(split == "val" for split in assignment.values()):
-        if len(training) < n_val + 1:
-            raise ValueError(f"recorded pairs: {len(training)} training speakers cannot make val={n_val} "
-                             "(mix.recorded.val_speakers) and a train split")
-        held_out = set(rng.permutation(training)[:n_val])
-        assignment.update({spk: "val" if spk in held_out else "train" for spk in training})
-    else:
-        assignment.update({spk: "train" for spk in training})
-    unsplit = clean[clean.speaker.isin([spk for spk, split in published.items() if not split])]
-    if len(unsplit):
-        assignment.update(split_speakers(unsplit, n_val, n_test, rng))
+    split_of = clean.speaker.map(published)
+    training, unsplit = clean[split_of == "train"], clean[split_of == ""]
+    try:
+        if len(training):
+            assignment.update(split_speakers(training, 0 if "val" in assignment.values() else n_val, 0, rng))
+        if len(unsplit):
+            assignment.update(split_speakers(unsplit, n_val, n_test, rng))
+    except ValueError as err:
+        raise ValueError(f"recorded pairs (mix.recorded): {err}") from None
     return assignment
 
 
