@@ -3,7 +3,7 @@
 Used to choose each architecture's defaults in params.yaml under the CPU budget, e.g.
 
     MALLOC_MMAP_THRESHOLD_=4294967296 python benchmarks/train_budget.py crnn --steps 300 \
-        --loss '{"compressed_spectral": 1.0, "si_sdr": 0.003}'
+        --loss '{"compressed_magnitude": 0.7, "compressed_complex": 0.3, "si_sdr": 0.001}'
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ from hushkit.training.data import PackedSplit
 from hushkit.training.loop import TrainConfig, Trainer
 
 p = argparse.ArgumentParser()
-p.add_argument("arch"); p.add_argument("--args", default="{}"); p.add_argument("--loss", default='{"compressed_spectral":1.0,"spectral":0.1}')
+p.add_argument("arch"); p.add_argument("--args", default="{}"); p.add_argument("--loss", default='{"compressed_magnitude":0.7,"compressed_complex":0.3,"si_sdr":0.001}')
 p.add_argument("--steps", type=int, default=300); p.add_argument("--epochs", type=int, default=5)
 p.add_argument("--batch", type=int, default=16); p.add_argument("--lr", type=float, default=0.004)
 p.add_argument("--ema", type=float, default=0.99); p.add_argument("--seg", type=float, default=2.0)

@@ -88,11 +88,20 @@ def corpus_dir(tiny_params, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mix_dir(tiny_params, corpus_dir) -> Path:
+def rirs_dir(tiny_params, tmp_path_factory) -> Path:
+    from hushkit.stages import rirs
+
+    out = tmp_path_factory.mktemp("pipeline") / "rirs"
+    rirs.run(tiny_params["rirs"], out=out, download_params=tiny_params["download"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def mix_dir(tiny_params, corpus_dir, rirs_dir) -> Path:
     from hushkit.stages import mix
 
     out = corpus_dir.parent / "mix"
-    mix.run(tiny_params["mix"], corpus=corpus_dir, out=out)
+    mix.run(tiny_params["mix"], corpus=corpus_dir, out=out, rirs=rirs_dir)
     return out
 
 
@@ -101,5 +110,6 @@ def features_dir(tiny_params, mix_dir) -> Path:
     from hushkit.stages import features
 
     out = mix_dir.parent / "features"
-    features.run(tiny_params["features"], mix=mix_dir, out=out, mix_params=tiny_params["mix"])
+    features.run(tiny_params["features"], mix=mix_dir, corpus=mix_dir.parent / "corpus", out=out,
+                 mix_params=tiny_params["mix"])
     return out

@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import copy_working_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_STAGES = ("download", "mix", "features")
+DATA_STAGES = ("download", "rirs", "mix", "features")
 PER_ARCH = ("train", "evaluate", "export")
 
 pytestmark = pytest.mark.e2e
@@ -65,16 +65,21 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         trained = json.loads((data / "train" / arch / "metrics.json").read_text())
         assert trained["n_params"] > 0 and trained["gmacs_per_second"] > 0
         metrics = json.loads((data / "evaluate" / arch / "metrics.json").read_text())
-        for system in ("noisy", arch, "improvement"):
-            assert {"pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovr"} <= set(metrics[system])
-            assert all(np.isfinite(v) for v in metrics[system].values())
-        assert metrics[arch]["rtf"] > 0
+        scores = {"pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovr"}
+        assert metrics["system"] == arch and scores <= set(metrics)
+        for part in ("weighted", "improvement", "weighted_improvement"):
+            assert scores <= set(metrics[part]) and all(np.isfinite(v) for v in metrics[part].values())
+        # the tiny test split keeps every condition (evaluate.max_files spreads over them)
+        assert set(metrics["by_condition"]) == {"matched", "unseen_noise", "reverberant"}
+        assert metrics["rtf"] > 0
         export = json.loads((data / "export" / arch / "export.json").read_text())
         assert export["parity_max_abs_error"] <= 1e-4 and export["torchscript_parity_max_abs_error"] <= 1e-4
     summary = json.loads((data / "summary" / "summary.json").read_text())
     assert summary["best"] in archs
     assert set(summary["systems"]) == {*tiny_params["evaluate"]["baselines"], *archs}
-    assert f"by pesq: {summary['best']}." in (data / "summary" / "leaderboard.md").read_text()
+    assert f"by pesq (the mean over the test conditions" in (data / "summary" / "leaderboard.md").read_text()
+    assert f"): {summary['best']}, " in (data / "summary" / "leaderboard.md").read_text()
+    assert "## By test condition: pesq" in (data / "summary" / "leaderboard.md").read_text()
     board = json.loads((data / "summary" / "leaderboard.json").read_text())
     baselines = [b for b in tiny_params["evaluate"]["baselines"] if b != "noisy"]
     assert {s: e["kind"] for s, e in board.items()} == {"noisy": "input", **dict.fromkeys(baselines, "baseline"),
@@ -170,6 +175,6 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     params["mix"]["seed"] += 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo, env).stdout
-    assert "Stage 'download' didn't change" in out
-    for stage in stage_names(tiny_params)[1:]:
+    assert "Stage 'download' didn't change" in out and "Stage 'rirs' didn't change" in out
+    for stage in stage_names(tiny_params)[2:]:
         assert f"Running stage '{stage}'" in out

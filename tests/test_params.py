@@ -1,5 +1,7 @@
 import pytest
+import yaml
 
+from hushkit.models import available_models
 from hushkit.params import architecture_params, deep_merge, load_params
 
 TRAIN = {
@@ -10,25 +12,26 @@ TRAIN = {
 
 
 def test_architecture_settings_override_common_ones():
-    segan = architecture_params(TRAIN, "segan")
+    segan = architecture_params(TRAIN, "segan", available_models())
     assert segan["lr"] == 0.0005 and segan["epochs"] == 8 and segan["model"] == "segan"
     assert segan["schedule"] == {"name": "cosine", "warmup_steps": 10}  # nested mappings merge
     assert segan["loss"] == {"compressed_spectral": 1.0, "waveform_l1": 1.0}
-    crced = architecture_params(TRAIN, "crced")
+    crced = architecture_params(TRAIN, "crced", available_models())
     assert crced["lr"] == 0.004 and crced["model"] == "crced"
     assert TRAIN["common"]["lr"] == 0.004  # inputs untouched
 
 
 def test_unlisted_architectures_are_refused():
     with pytest.raises(ValueError, match="does not list 'crnn'"):
-        architecture_params(TRAIN, "crnn")
+        architecture_params(TRAIN, "crnn", available_models())
 
 
 def test_settings_of_unlisted_models_may_stay_but_unknown_names_are_refused():
     # Training a subset is one edit of train.architectures: the others' settings stay for later.
-    assert architecture_params({**TRAIN, "models": {"densenet": {"lr": 1.0}}}, "crced")["lr"] == 0.004
+    other = {**TRAIN, "models": {"densenet": {"lr": 1.0}}}
+    assert architecture_params(other, "crced", available_models())["lr"] == 0.004
     with pytest.raises(ValueError, match=r"settings for \['densenett'\], which are not registered models"):
-        architecture_params({**TRAIN, "models": {"densenett": {}}}, "crced")
+        architecture_params({**TRAIN, "models": {"densenett": {}}}, "crced", available_models())
 
 
 def test_default_params_list_every_registered_model():
@@ -37,7 +40,7 @@ def test_default_params_list_every_registered_model():
     params = load_params()
     assert sorted(params["train"]["architectures"]) == available_models()
     for arch in params["train"]["architectures"]:
-        architecture_params(params["train"], arch)
+        architecture_params(params["train"], arch, available_models())
 
 
 def test_deep_merge_replaces_leaves_and_merges_mappings():
@@ -102,10 +105,16 @@ def test_params_command_writes_or_prints_the_profile(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     printed = runner.invoke(app, ["params", "--profile", "real-small", "-o", "-"])
-    assert printed.exit_code == 0 and "sources: [local]" in printed.stdout
+    assert printed.exit_code == 0 and "sources: [local, \"synthetic:noise\"]" in printed.stdout
     assert "sources: [synthetic]" in (tmp_path / "params.yaml").read_text()  # printing left the file alone
     written = runner.invoke(app, ["params", "--profile", "real-small"])
     assert written.exit_code == 0 and "changed download.sources" in written.output
-    assert load_params(tmp_path / "params.yaml")["download"]["sources"] == ["local"]
+    assert load_params(tmp_path / "params.yaml")["download"]["sources"] == ["local", "synthetic:noise"]
+    combined = runner.invoke(app, ["params", "--profile", "real-small,gpu", "-o", "-"])
+    merged = yaml.safe_load(combined.stdout)
+    assert combined.exit_code == 0 and merged["download"]["sources"] == ["local", "synthetic:noise"]
+    assert merged["train"]["common"]["batch_size"] == 32  # the GPU overlay on top of the data profile
+    missing = runner.invoke(app, ["params", "--profile", "real-small,nope", "-o", "-"])
+    assert missing.exit_code == 2 and "nope" in missing.output
     missing = runner.invoke(app, ["params", "--profile", "nope"])
-    assert missing.exit_code == 2 and "known: real-small, tiny" in missing.output
+    assert missing.exit_code == 2 and "known: gpu, real-small, tiny" in missing.output

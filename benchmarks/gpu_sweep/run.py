@@ -25,11 +25,12 @@ def train_config(arch, overrides, val_segment):
     """params.yaml's settings for `arch` with `overrides` merged in, its crop length and loop config: the train
     stage's own resolution (hushkit.stages.train.run)."""
     from hushkit.training.loop import TrainConfig
+    from hushkit.models import available_models
     from hushkit.params import architecture_params, deep_merge
     from hushkit.stages.train import crop_samples
     params = yaml.safe_load(open("params.yaml"))["train"]
     params["models"][arch] = deep_merge(params["models"][arch], overrides)
-    settings = architecture_params(params, arch)
+    settings = architecture_params(params, arch, available_models())
     seg = crop_samples(settings, 16000, 32000)
     return settings, seg, TrainConfig.from_params(settings, segment=seg, val_segment=val_segment)
 

@@ -8,10 +8,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from hushkit.errors import UserError
+
 EPS = 1e-12
 
 
-class AudioReadError(ValueError):
+class AudioReadError(UserError, ValueError):
     """A file that is not usable audio; the message names the file and the reason."""
 
 

@@ -8,6 +8,8 @@ import numpy as np
 from hushkit.audio import active_power, rms_db
 
 PEAK_LIMIT = 0.99
+# The test split's conditions (mix.conditions): noise categories trained on, categories never heard, reverberation.
+CONDITIONS = ("matched", "unseen_noise", "reverberant")
 
 
 @dataclass
@@ -39,21 +41,28 @@ def snr_level(snr: float, step: float = 5.0) -> float:
 
 
 def mix_at_snr(
-    clean: np.ndarray, noise: np.ndarray, target_snr_db: float, level_dbfs: float, sample_rate: int
+    clean: np.ndarray, noise: np.ndarray, target_snr_db: float, level_dbfs: float, sample_rate: int,
+    reference: np.ndarray | None = None,
 ) -> Mixture:
     """clean + noise scaled to `target_snr_db`; both then scaled to `level_dbfs` RMS and, if needed, down to a
-    peak of 0.99, so nothing clips and the SNR is untouched by the gain."""
+    peak of 0.99, so nothing clips and the SNR is untouched by the gain.
+
+    `reference`: the target the pair is scored against when it is not `clean` itself (reverberant speech's
+    early-reflection part): it gets the same gains and is returned as the Mixture's `clean`; the SNR is still that of
+    `clean` (the speech in the mixture) to the noise."""
     if len(noise) != len(clean):
         raise ValueError(f"noise ({len(noise)}) and clean ({len(clean)}) lengths differ")
     clean = clean.astype(np.float64)
     noise = noise.astype(np.float64)
+    reference = clean if reference is None else np.asarray(reference, dtype=np.float64)
     current = snr_db(clean, noise, sample_rate)
     noise = noise * 10.0 ** ((current - target_snr_db) / 20.0)
     noisy = clean + noise
     gain = 10.0 ** ((level_dbfs - rms_db(noisy)) / 20.0)
-    peak = max(np.max(np.abs(noisy)), np.max(np.abs(clean))) * gain
+    peak = max(np.max(np.abs(noisy)), np.max(np.abs(clean)), np.max(np.abs(reference))) * gain
     if peak > PEAK_LIMIT:
         gain *= PEAK_LIMIT / peak
-    clean32, noisy32 = (clean * gain).astype(np.float32), (noisy * gain).astype(np.float32)
-    realized = snr_db(clean32, noisy32 - clean32, sample_rate)
-    return Mixture(clean=clean32, noisy=noisy32, realized_snr_db=realized, level_dbfs=rms_db(noisy32))
+    speech32, noisy32 = (clean * gain).astype(np.float32), (noisy * gain).astype(np.float32)
+    realized = snr_db(speech32, noisy32 - speech32, sample_rate)
+    return Mixture(clean=(reference * gain).astype(np.float32), noisy=noisy32, realized_snr_db=realized,
+                   level_dbfs=rms_db(noisy32))

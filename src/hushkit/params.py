@@ -37,18 +37,17 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def architecture_params(train: dict[str, Any], arch: str) -> dict[str, Any]:
+def architecture_params(train: dict[str, Any], arch: str, registered: list[str]) -> dict[str, Any]:
     """One architecture's training settings: `train.common` with `train.models.<arch>` merged over it, so a
-    `dvc exp run -S train.models.<arch>.lr=...` changes that architecture alone."""
+    `dvc exp run -S train.models.<arch>.lr=...` changes that architecture alone. `registered`: the model names
+    there are (hushkit.models.available_models())."""
     listed = train.get("architectures") or []
     if arch not in listed:
         raise ValueError(f"train.architectures {listed} does not list {arch!r}")
     models = train.get("models") or {}
     # Settings may stay for registered architectures that are not listed (training a subset is one edit of
     # train.architectures); a name that is no model at all is a typo that would silently train the defaults.
-    from hushkit.models import available_models
-
-    registered = available_models()
+    registered = sorted(registered)
     unknown = sorted(set(models) - set(registered))
     if unknown:
         raise ValueError(f"train.models has settings for {unknown}, which are not registered models "
@@ -80,7 +79,8 @@ def profile_path(profile: str | os.PathLike, profiles: Path = PROFILES) -> Path:
 
 def apply_profile(params_path: str | os.PathLike, profile: str | os.PathLike) -> tuple[str, list[str]]:
     """The text of `params_path` with the profile merged in (deep_merge's rules; comments and layout kept) and
-    the dotted keys whose values it changed."""
+    the dotted keys whose values it changed. `profile` may name several overlays separated by commas
+    (`real-small,gpu`: a data profile, then the GPU overlay), merged in that order."""
     import io
 
     from ruamel.yaml import YAML
@@ -91,20 +91,25 @@ def apply_profile(params_path: str | os.PathLike, profile: str | os.PathLike) ->
     yaml_rt.indent(mapping=2, sequence=2, offset=0)
     yaml_rt.representer.add_representer(
         type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
-    overlay_file = profile_path(profile)
+    overlay_files = [profile_path(name.strip()) for name in str(profile).split(",") if name.strip()]
+    if not overlay_files:
+        raise ValueError(f"profile {str(profile)!r}: no profile named")
     base = yaml_rt.load(Path(params_path).read_text(encoding="utf-8"))
-    overlay = yaml_rt.load(overlay_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(base, dict) or not isinstance(overlay, dict):
-        raise ValueError(f"{params_path} and {overlay_file} must both be mappings at the top level")
-    _merge_into(base, overlay)
+    before = load_params(params_path)
+    expected = before
+    for overlay_file in overlay_files:
+        overlay = yaml_rt.load(overlay_file.read_text(encoding="utf-8")) or {}
+        if not isinstance(base, dict) or not isinstance(overlay, dict):
+            raise ValueError(f"{params_path} and {overlay_file} must both be mappings at the top level")
+        _merge_into(base, overlay)
+        expected = deep_merge(expected, yaml.safe_load(overlay_file.read_text(encoding="utf-8")) or {})
     buffer = io.StringIO()
     yaml_rt.dump(base, buffer)
     text = buffer.getvalue()
-    # The written file must mean exactly what deep_merge (the tests' reading of a profile) makes of the two.
-    before = load_params(params_path)
-    expected = deep_merge(before, yaml.safe_load(overlay_file.read_text(encoding="utf-8")) or {})
+    # The written file must mean exactly what deep_merge (the tests' reading of a profile) makes of them.
     if yaml.safe_load(text) != expected:
-        raise AssertionError(f"merging {overlay_file} into {params_path} changed more than the profile says")
+        raise AssertionError(f"merging {', '.join(map(str, overlay_files))} into {params_path} changed more than "
+                             "the profiles say")
     flat_before, flat_after = _flat(before), _flat(expected)
     changed = [k for k in flat_after if k not in flat_before or flat_before[k] != flat_after[k]]
     return text, changed

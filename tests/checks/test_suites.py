@@ -24,9 +24,18 @@ def _mixtures():
             "noisy_path": f"mix/{split}/noisy/m{i}.wav", "speaker": speaker, "language": "en",
             "noise_path": f"noise/{noise}.wav", "noise_category": "babble", "target_snr_db": 5.0,
             "realized_snr_db": 5.1, "level_dbfs": -25.0, "duration": 3.0, "sample_rate": 16000,
-            "origin": "mixed", "pair_id": "",
+            "origin": "mixed", "pair_id": "", "condition": "matched", "rir_id": "",
         })
     return pd.DataFrame(rows)
+
+
+def test_an_unseen_noise_condition_whose_category_was_trained_on_fails(tmp_path):
+    df = _mixtures()
+    df.loc[4, "condition"] = "unseen_noise"  # babble, which the training rows have
+    with pytest.raises(DataCheckError, match="category_trained"):
+        _check_mixtures(df, tmp_path)
+    df.loc[4, "noise_category"] = "siren"
+    assert _check_mixtures(df, tmp_path)["success"]
 
 
 def _check_mixtures(df, tmp_path):

@@ -312,6 +312,8 @@ def real_small(tmp_path_factory) -> tuple[dict, Path]:
     local.update(speech=str(ROOT / local["speech"]), noise=str(ROOT / local["noise"]))
     work = tmp_path_factory.mktemp("real-small")
     params["download"]["cache"] = str(work / "cache")
+    # the synthetic noise of the unseen-noise condition, smaller than the profile's (its every category, faster)
+    params["download"]["noise"].update(instances_per_category=2, seconds=2.0)
     download.run(params["download"], out=work / "corpus")
     return params, work
 
@@ -321,7 +323,10 @@ def test_real_small_profile_downloads_every_speaker_and_quarantines_the_duplicat
     manifest = _read(work / "corpus" / "manifest.csv")
     speech, noise = manifest[manifest.kind == "speech"], manifest[manifest.kind == "noise"]
     assert len(speech) == 251 and speech.speaker.nunique() == 251
-    assert len(noise) == 98 and set(noise.category) == {"uncategorized"}
+    recorded, synthetic = noise[noise.source != "synthetic/procedural"], noise[noise.source == "synthetic/procedural"]
+    assert len(recorded) == 98 and set(recorded.category) == {"uncategorized"}
+    categories = params["download"]["noise"]["categories"]
+    assert sorted(synthetic.category.unique()) == sorted(categories) and len(synthetic) == 2 * len(categories)
     quarantine = _read(work / "corpus" / "quarantine.csv")
     assert sorted(Path(s).name for s in quarantine.source) == ["n58.wav", "n9.wav"]
     assert set(quarantine.reason) == {"duplicate"}
@@ -329,15 +334,22 @@ def test_real_small_profile_downloads_every_speaker_and_quarantines_the_duplicat
     assert details["n58.wav"].endswith("n56.wav") and details["n9.wav"].endswith("n7.wav")
 
 
-def test_real_small_profile_mixes(real_small):
+def test_real_small_profile_mixes(real_small, rirs_dir):
     from hushkit.stages import mix
 
     params, work = real_small
-    mix.run(params["mix"], corpus=work / "corpus", out=work / "mix")
+    mix.run(params["mix"], corpus=work / "corpus", out=work / "mix", rirs=rirs_dir)
     mixtures = _read(work / "mix" / "manifest.csv")
     counts = mixtures.split.value_counts()
     test_speakers, val_speakers = params["mix"]["test_speakers"], params["mix"]["val_speakers"]
-    assert counts["test"] == test_speakers * len(params["mix"]["test_snr_db"])
+    conditions = params["mix"]["conditions"]
+    assert counts["test"] == (test_speakers * len(params["mix"]["test_snr_db"])
+                              + conditions["unseen_noise"]["utterances"] + conditions["reverberant"]["utterances"])
+    # the recorded noises train; every synthetic category is the unseen-noise condition's alone
+    trained = set(mixtures[mixtures.split != "test"].noise_category)
+    assert trained == {"uncategorized"}
+    assert set(mixtures[mixtures.condition == "unseen_noise"].noise_category) <= set(
+        conditions["unseen_noise"]["categories"])
     assert counts["val"] == val_speakers * params["mix"]["mixtures_per_utterance"]
     assert counts["train"] == (251 - test_speakers - val_speakers) * params["mix"]["mixtures_per_utterance"]
     noise_per_split = mixtures.groupby("split").noise_path.nunique()

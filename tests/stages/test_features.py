@@ -33,7 +33,8 @@ def test_a_broken_mixture_stops_the_stage_naming_file_and_expectation(mix_dir, t
     audio, rate = sf.read(broken / victim, dtype="float32")
     sf.write(broken / victim, np.full_like(audio, np.nan if damage == "nan" else 0.0), rate, subtype="FLOAT")
     with pytest.raises(DataCheckError) as err:
-        features.run(tiny_params["features"], mix=broken, out=tmp_path / "features", mix_params=tiny_params["mix"])
+        features.run(tiny_params["features"], mix=broken, corpus=mix_dir.parent / "corpus", out=tmp_path / "features",
+                     mix_params=tiny_params["mix"])
     assert victim in str(err.value)
     assert expectation in str(err.value)
     assert (tmp_path / "features" / "checks" / "input_files.json").is_file()

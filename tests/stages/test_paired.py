@@ -88,7 +88,8 @@ def paired(tiny_params, tmp_path_factory):
             mp.setitem(catalogue.CATALOGUE, "voicebank_demand", _served_catalogue_entry(base))
             download.run(params["download"], out=work / "corpus")
     mix.run(params["mix"], corpus=work / "corpus", out=work / "mix")
-    features.run(params["features"], mix=work / "mix", out=work / "features", mix_params=params["mix"])
+    features.run(params["features"], mix=work / "mix", corpus=work / "corpus", out=work / "features",
+                 mix_params=params["mix"])
     return params, work
 
 
@@ -188,8 +189,8 @@ def test_the_evaluation_scores_the_recorded_test_pairs(paired, tmp_path):
     assert "recorded pair (voicebank_demand), " in (tmp_path / "summary" / "report.html").read_text()
 
 
-def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired, corpus_dir, mix_dir, tiny_params,
-                                                                          tmp_path):
+def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired, corpus_dir, rirs_dir, mix_dir,
+                                                                          tiny_params, tmp_path):
     _, work = paired
     combined = tmp_path / "corpus"
     combined.mkdir()
@@ -199,7 +200,7 @@ def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired,
     manifests = [_read(corpus_dir / "manifest.csv"), _read(work / "corpus" / "manifest.csv")]
     pd.concat(manifests, ignore_index=True).to_csv(combined / "manifest.csv", index=False)
     params = {**tiny_params["mix"], "recorded": {"val_speakers": 1, "test_speakers": 1}}
-    mix.run(params, corpus=combined, out=tmp_path / "mix")
+    mix.run(params, corpus=combined, out=tmp_path / "mix", rirs=rirs_dir)
     both = _read(tmp_path / "mix" / "manifest.csv")
     alone = _read(mix_dir / "manifest.csv")
     pd.testing.assert_frame_equal(both[both.origin == "mixed"].reset_index(drop=True), alone)

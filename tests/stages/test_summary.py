@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hushkit.evaluation.aggregate import SCORES, leaderboard
+from hushkit.evaluation.aggregate import SCORES, weighted_means
 from hushkit.stages.summary import best_architecture, collect, model_details
 
 SYSTEMS = {"noisy": 0.0, "dsp": 0.2, "crced": 0.5, "segan": 0.4}
@@ -53,10 +53,28 @@ def test_collect_refuses_systems_scored_on_different_files(stage_outputs):
 def test_best_is_a_model_chosen_by_the_ranking_metric(stage_outputs):
     per_file, kinds, _ = collect(stage_outputs / "evaluate", stage_outputs / "baseline", ["crced", "segan"],
                                  ["noisy", "dsp"])
-    board = leaderboard(per_file, kinds)
-    assert best_architecture(board, "pesq") == "crced"
+    scores = weighted_means(per_file, None)
+    assert best_architecture(scores, kinds, "pesq") == "crced"
     with pytest.raises(ValueError, match="rank_by"):
-        best_architecture(board, "accuracy")
+        best_architecture(scores, kinds, "accuracy")
+
+
+def test_weighing_the_conditions_ranks_the_model_that_generalises():
+    """segan fits the matched noise best, crced holds up on unseen noise and reverberation: pooled over the files
+    (mostly matched) segan wins, the mean over conditions picks crced."""
+    gains = {"noisy": (0.0, 0.0), "segan": (0.6, 0.0), "crced": (0.4, 0.4)}  # (matched, other conditions)
+    rows = []
+    for system, (matched, other) in gains.items():
+        for condition, count in (("matched", 8), ("unseen_noise", 2), ("reverberant", 2)):
+            gain = matched if condition == "matched" else other
+            rows += [{"id": f"{condition}{i}", "system": system, "condition": condition,
+                      **{m: 1.5 + gain for m in SCORES}} for i in range(count)]
+    per_file = pd.DataFrame(rows)
+    kinds = {"noisy": "input", "segan": "model", "crced": "model"}
+    assert best_architecture(weighted_means(per_file, None), kinds, "pesq") == "segan"
+    weights = {"matched": 1.0, "unseen_noise": 1.0, "reverberant": 1.0}
+    assert best_architecture(weighted_means(per_file, weights), kinds, "pesq") == "crced"
+    assert weighted_means(per_file, weights).loc["segan", "pesq"] == pytest.approx(1.5 + 0.6 / 3)
 
 
 def test_model_details_and_missing_results_name_the_file(stage_outputs):

@@ -237,7 +237,7 @@ def test_models_without_a_discriminator_train_without_one(tiny_splits):
 
 FULL_SECTION = {
     "seed": 3, "epochs": 8, "steps_per_epoch": 40, "batch_size": 16, "lr": 0.004, "weight_decay": 0.0001,
-    "grad_clip": 2.0, "loss": {"compressed_spectral": 1.0}, "ema_decay": 0.0,
+    "grad_clip": 2.0, "loss": {"compressed_magnitude": 0.7, "compressed_complex": 0.3}, "ema_decay": 0.0,
     "schedule": {"name": "step", "warmup_steps": 10, "step_every_epochs": 2, "step_gamma": 0.3,
                  "onecycle_pct_start": 0.2},
     "early_stopping": {"patience": 3, "min_delta": 0.01}, "mixup_alpha": 0.4, "swa": {"start_epoch": 5, "lr": 0.001},
@@ -250,7 +250,7 @@ def test_from_params_maps_every_key():
     config = TrainConfig.from_params(FULL_SECTION, segment=32000)
     assert config == TrainConfig(
         epochs=8, batch_size=16, steps_per_epoch=40, lr=0.004, weight_decay=0.0001, segment=32000, seed=3,
-        grad_clip=2.0, ema_decay=0.0, loss={"compressed_spectral": 1.0}, schedule="step", warmup_steps=10,
+        grad_clip=2.0, ema_decay=0.0, loss={"compressed_magnitude": 0.7, "compressed_complex": 0.3}, schedule="step", warmup_steps=10,
         step_every_epochs=2, step_gamma=0.3, onecycle_pct_start=0.2, early_stopping_patience=3,
         early_stopping_min_delta=0.01, mixup_alpha=0.4, swa_start_epoch=5, swa_lr=0.001, checkpoint_every=2,
         adversarial_weight=0.01, adversarial_lr=0.0003, adversarial_start_epoch=2)
@@ -266,11 +266,12 @@ def test_from_params_defaults_keep_todays_behaviour():
 
 
 def test_from_params_reads_the_projects_params():
+    from hushkit.models import available_models
     from hushkit.params import architecture_params, load_params
 
     train = load_params(ROOT / "params.yaml")["train"]
     for arch in train["architectures"]:
-        TrainConfig.from_params(architecture_params(train, arch), segment=32000)
+        TrainConfig.from_params(architecture_params(train, arch, available_models()), segment=32000)
 
 
 @pytest.mark.parametrize("change, key", [

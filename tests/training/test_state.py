@@ -149,9 +149,10 @@ CHILD = textwrap.dedent("""
     import torch
     from hushkit.models import build_model
     from hushkit.training.data import PackedSplit
+    from hushkit.training.dynamic import training_source
     from hushkit.training.loop import TrainConfig, Trainer
 
-    data, state_path, out, hang_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    data, state_path, out, hang_at, mixing = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     torch.set_num_threads(1)  # gentle on a shared machine; the same in every run of this script
     torch.manual_seed(0)
     model = build_model("crced", **{model_args!r})
@@ -163,7 +164,9 @@ CHILD = textwrap.dedent("""
             print("HANGING", flush=True)
             time.sleep(120)
 
-    trainer = Trainer(model, PackedSplit.load(f"{{data}}/train"), PackedSplit.load(f"{{data}}/val"), config,
+    settings = {{"mixing": mixing, "dynamic_mixing": {{"second_noise": 0.5, "eq": 0.5, "clipping": 0.2}}}}
+    train = training_source(settings, data, None, 16000, seed=0, device=torch.device("cpu"))
+    trainer = Trainer(model, train, PackedSplit.load(f"{{data}}/val"), config,
                       torch.device("cpu"), on_epoch=on_epoch, state_path=None if state_path == "-" else state_path,
                       fingerprint="kill-test")
     trainer.fit()
@@ -178,9 +181,18 @@ def save_split(split, directory) -> None:
     split.index.to_csv(directory / "index.csv", index=False)
 
 
-def child(tmp_path, state: str, out: str, hang_at: int = 0) -> subprocess.Popen:
+def save_pools(directory) -> None:
+    """Speech and noise pools as the features stage packs them, for dynamic mixing."""
+    directory.mkdir(parents=True)
+    for kind, seed in (("speech", 2), ("noise", 3)):
+        split = synthetic_split(seed)
+        np.save(directory / f"{kind}.npy", split.clean if kind == "speech" else split.noisy - split.clean)
+        split.index.to_csv(directory / f"{kind}.csv", index=False)
+
+
+def child(tmp_path, state: str, out: str, hang_at: int = 0, mixing: str = "fixed") -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "data"), state,
-                             str(tmp_path / out), str(hang_at)],
+                             str(tmp_path / out), str(hang_at), mixing],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -190,13 +202,15 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("mixing", ["fixed", "dynamic"])
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, mixing):
     (tmp_path / "child.py").write_text(CHILD)
     save_split(synthetic_split(0), tmp_path / "data" / "train")
     save_split(synthetic_split(1), tmp_path / "data" / "val")
+    save_pools(tmp_path / "data" / "pools")
     state_path = tmp_path / "state.pt"
 
-    victim = child(tmp_path, str(state_path), "never.pt", hang_at=2)
+    victim = child(tmp_path, str(state_path), "never.pt", hang_at=2, mixing=mixing)
     try:
         lines = []
         for line in victim.stdout:
@@ -210,8 +224,8 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     assert victim.returncode == -signal.SIGKILL, "".join(lines)
     assert torch.load(state_path, weights_only=True)["epoch"] == 1
 
-    resumed = finish(child(tmp_path, str(state_path), "resumed.pt"))
+    resumed = finish(child(tmp_path, str(state_path), "resumed.pt", mixing=mixing))
     assert "resuming from epoch 1" in resumed
-    finish(child(tmp_path, "-", "uninterrupted.pt"))
+    finish(child(tmp_path, "-", "uninterrupted.pt", mixing=mixing))
     assert_same_weights(torch.load(tmp_path / "resumed.pt"), torch.load(tmp_path / "uninterrupted.pt"))
     assert not (tmp_path / "never.pt").exists()

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from hushkit.errors import UserError
 from hushkit.io import write_json
 
 MAX_IDS_SHOWN = 10
@@ -39,7 +40,7 @@ _lock = threading.Lock()
 _batch_definition: Any = None
 
 
-class DataCheckError(RuntimeError):
+class DataCheckError(UserError, RuntimeError):
     """A data check failed. `failures`: one dict per failed expectation; `report_path`: the full JSON result."""
 
     def __init__(self, message: str, *, failures: list[dict] | None = None, report_path: Path | None = None):

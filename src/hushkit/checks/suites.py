@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from hushkit.checks.gx import great_expectations
+from hushkit.mixing import CONDITIONS
 
 # kind: speech and noise to mix, or one side (clean | noisy) of a recorded pair; `pair_id` joins the two sides and
 # `split` is the publisher's split of a paired corpus (empty for speech and noise: the mix stage splits those).
@@ -15,8 +16,11 @@ CORPUS_COLUMNS = ["path", "kind", "speaker", "category", "language", "text", "vo
                   "sha256", "source", "license", "split", "pair_id"]
 CORPUS_KINDS = ["speech", "noise", "clean", "noisy"]
 # origin: `mixed` by the mix stage, or `recorded` (a paired corpus's noisy/clean recording, copied as it is).
+# condition: `matched` (noise categories trained on), or one of the test split's extra conditions (mix.conditions);
+# rir_id: the RIR a reverberant test file's speech was convolved with (empty when dry).
 MIXTURE_COLUMNS = ["id", "split", "clean_path", "noisy_path", "speaker", "language", "noise_path", "noise_category",
-                   "target_snr_db", "realized_snr_db", "level_dbfs", "duration", "sample_rate", "origin", "pair_id"]
+                   "target_snr_db", "realized_snr_db", "level_dbfs", "duration", "sample_rate", "origin", "pair_id",
+                   "condition", "rir_id"]
 ORIGINS = ["mixed", "recorded"]
 SPLITS = ["train", "val", "test"]
 
@@ -121,6 +125,9 @@ def mixture_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:
     for key, derived in (("speaker", "speaker_splits"), ("noise_path", "noise_splits")):
         if {key, "split"} <= set(df.columns):
             out[derived] = df.groupby(key)["split"].transform("nunique").astype(float)
+    if {"noise_category", "split"} <= set(df.columns):
+        trained = set(df.loc[df["split"].isin(["train", "val"]), "noise_category"])
+        out["category_trained"] = df["noise_category"].isin(trained)
     return out
 
 
@@ -142,6 +149,10 @@ def mixture_manifest(snr_tolerance_db: float) -> list:
         # A speaker or noise recording seen in training and test inflates the test scores.
         E.ExpectColumnValuesToBeBetween(column="speaker_splits", min_value=1, max_value=1),
         E.ExpectColumnValuesToBeBetween(column="noise_splits", min_value=1, max_value=1, **_MIXED_ROWS),
+        E.ExpectColumnValuesToBeInSet(column="condition", value_set=list(CONDITIONS)),
+        # The unseen-noise condition means what it says only if no training or validation file has its noise.
+        E.ExpectColumnValuesToBeInSet(column="category_trained", value_set=[False],
+                                      row_condition='condition=="unseen_noise"', condition_parser="pandas"),
     ]
 
 
@@ -160,6 +171,20 @@ def feature_arrays(dtype: str | None = "float32") -> list:
     if dtype is not None:
         exps.append(E.ExpectColumnValuesToBeInSet(column="dtype", value_set=[dtype]))
     return exps
+
+
+def rir_index(rt60_low: float, rt60_high: float, sample_rate: int) -> list:
+    """The RIR bank's index (id column `id`): splits known, simulated RIRs' measured RT60 inside the range asked for,
+    every RIR long enough to reverberate (a few ms at least)."""
+    E = _e()
+    return [
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
+        E.ExpectColumnValuesToBeUnique(column="id"),
+        # The bank's promise: what `rirs.rt60` asks for is what the rooms measure (Schroeder integration).
+        E.ExpectColumnValuesToBeBetween(column="rt60", min_value=rt60_low, max_value=rt60_high,
+                                        row_condition='source=="simulated"', condition_parser="pandas"),
+        E.ExpectColumnValuesToBeBetween(column="length", min_value=int(0.005 * sample_rate)),
+    ]
 
 
 def evaluation_scores() -> list:

@@ -34,6 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from hushkit.errors import UserError
 from hushkit.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 _DRIVE = re.compile(r"[A-Za-z]:(/|$)")  # a Windows drive path is absolute too
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download or extraction that failed; the message names the URL or file and the reason."""
 
 

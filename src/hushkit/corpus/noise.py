@@ -1,4 +1,4 @@
-"""Procedural noise: ten categories, each a generator f(rng, n_samples, sample_rate) -> float32.
+"""Procedural noise: twelve categories, each a generator f(rng, n_samples, sample_rate) -> float32.
 
 Every generator draws its own parameters (filter cut-offs, rates, levels, tones) from `rng`, so two
 instances of a category differ in character, not just in sample values. `generate_noise` brings any
@@ -267,6 +267,52 @@ def babble(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return out
 
 
+def siren(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Emergency siren: a harmonic tone swept by a wail (slow) or yelp (fast) or two-tone pattern, passing by
+    (a slow level swell), over a faint traffic floor."""
+    t = np.arange(n) / sr
+    f_low, f_high = rng.uniform(450.0, 800.0), rng.uniform(1100.0, 1700.0)
+    pattern = rng.choice(["wail", "yelp", "two-tone"])
+    period = {"wail": rng.uniform(2.0, 6.0), "yelp": rng.uniform(0.15, 0.4), "two-tone": rng.uniform(0.8, 1.6)}[pattern]
+    phase = (t / period + rng.uniform()) % 1.0
+    if pattern == "two-tone":
+        sweep = (phase < 0.5).astype(float)
+    else:  # up fast, down slowly (a rotating-siren-like saw-triangle)
+        rise = rng.uniform(0.3, 0.6)
+        sweep = np.where(phase < rise, phase / rise, (1.0 - phase) / (1.0 - rise))
+    freq = f_low + (f_high - f_low) * sweep
+    cycles = 2 * np.pi * np.cumsum(freq) / sr
+    harmonics = int(rng.integers(2, 6))
+    tone = sum((k ** -rng.uniform(0.8, 1.6)) * np.sin(k * cycles) for k in range(1, harmonics + 1)
+               if k * f_high < 0.45 * sr)
+    swell = np.exp(0.8 * _slow_noise(rng, n, sr, rng.uniform(0.1, 0.3)))
+    return _unit(tone * swell) + _db(-30, -18, rng) * _colored(rng, n, sr, 2.0, f_low=40.0)
+
+
+def clatter(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Dishes and cutlery: clusters of metallic impacts, each a few inharmonic high-Q modes ringing for tens to
+    hundreds of milliseconds, over a faint room floor."""
+    seconds = n / sr
+    clusters = rng.uniform(0, seconds, int(rng.poisson(rng.uniform(0.5, 2.0) * seconds)) + 1)
+    times = np.concatenate([c + np.cumsum(rng.exponential(rng.uniform(0.03, 0.15), int(rng.integers(1, 6))))
+                            for c in clusters])
+    times = times[times < seconds] * sr
+    out = np.zeros(n)
+    n_objects = 3  # a plate, a glass, a fork: each its own set of modes
+    kind = rng.integers(0, n_objects, times.size)
+    for k in range(n_objects):
+        length = int(sr * rng.uniform(0.08, 0.4))
+        tk = np.arange(length) / sr
+        modes = rng.uniform(900.0, min(7000.0, 0.42 * sr), int(rng.integers(3, 7)))
+        decays = rng.uniform(8.0, 40.0, modes.size)
+        kernel = (np.exp(-decays[:, None] * tk) * np.sin(2 * np.pi * modes[:, None] * tk
+                                                         + rng.uniform(0, 2 * np.pi, (modes.size, 1)))).sum(0)
+        sel = kind == k
+        train = _event_train(rng, n, times[sel], rng.lognormal(0.0, 0.5, sel.sum()))
+        out += signal.fftconvolve(train, kernel)[:n]
+    return _unit(out) + _db(-40, -28, rng) * _colored(rng, n, sr, 1.0)
+
+
 CATEGORIES: dict[str, NoiseGenerator] = {
     "white": white,
     "pink": pink,
@@ -278,6 +324,8 @@ CATEGORIES: dict[str, NoiseGenerator] = {
     "keyboard": keyboard,
     "rain": rain,
     "music": music,
+    "siren": siren,
+    "clatter": clatter,
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hushkit.metrics import DNSMOS, METRICS
-
+from hushkit.mixing import CONDITIONS
 SCORES = (*METRICS, *DNSMOS)
 BOOTSTRAP = {"resamples": 2000, "level": 0.95, "seed": 0}
 
@@ -42,6 +42,54 @@ def aggregate(per_file: pd.DataFrame, by: list[str] = ()) -> pd.DataFrame:
             rows.append({**labels, "metric": "rtf", "mean": rtf, "ci_low": np.nan, "ci_high": np.nan,
                          "n": len(group)})
     return pd.DataFrame(rows)
+
+
+def weighted_means(per_file: pd.DataFrame, weights: dict[str, float] | None) -> pd.DataFrame:
+    """system × metric: the mean over the test conditions (each condition's own mean, weighted by `weights`:
+    condition → weight) of the conditions present; pooled over all files when `weights` is empty or the files
+    carry no condition. A model that only fits the noise it trained on scores well on `matched` alone; weighting
+    the unseen-noise and reverberant conditions in ranks the one that generalises."""
+    scores = [m for m in SCORES if m in per_file]
+    if not weights or "condition" not in per_file:
+        return per_file.groupby("system")[scores].mean()
+    unknown = sorted(set(weights) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"evaluate.condition_weights: unknown condition(s) {unknown}; known: {list(CONDITIONS)}")
+    by_condition = per_file.groupby(["system", "condition"])[scores].mean().reset_index()
+    by_condition["weight"] = by_condition.condition.map({k: float(v) for k, v in weights.items()}).fillna(0.0)
+    by_condition = by_condition[by_condition.weight > 0]
+    if by_condition.empty:
+        raise ValueError(f"evaluate.condition_weights {weights}: no test file is in a weighted condition "
+                         f"(the split has {sorted(per_file.condition.unique())})")
+    # a metric missing in a condition (DNSMOS off there) is averaged over the conditions that have it
+    weighted = by_condition[scores].mul(by_condition.weight, axis=0).groupby(by_condition.system).sum(min_count=1)
+    present = by_condition[scores].notna().mul(by_condition.weight, axis=0).groupby(by_condition.system).sum()
+    return weighted / present.where(present > 0)
+
+
+def system_metrics(per_file: pd.DataFrame, system: str, weights: dict[str, float] | None,
+                   reference: str = "noisy") -> dict[str, Any]:
+    """The metrics file of one system (the same keys for every system, so `dvc metrics show/diff` line them up):
+    files scored, each metric's mean over the files, the condition-weighted mean (`weighted`), the mean per
+    condition, and the gains of both over `reference` (the noisy input) on the same files."""
+    rows = per_file[per_file.system == system]
+    scores = [m for m in SCORES if m in per_file]
+    pooled = per_file.groupby("system")[scores].mean()
+    weighted = weighted_means(per_file, weights)
+    out: dict[str, Any] = {"system": system, "files": int(rows.id.nunique()), **_rounded(pooled.loc[system]),
+                           "weighted": _rounded(weighted.loc[system])}
+    if "condition" in rows:
+        out["by_condition"] = {condition: _rounded(group[scores].mean())
+                               for condition, group in rows.groupby("condition")}
+    if reference in pooled.index and system != reference:
+        out["improvement"] = _rounded(pooled.loc[system] - pooled.loc[reference])
+        out["weighted_improvement"] = _rounded(weighted.loc[system] - weighted.loc[reference])
+    return out
+
+
+def _rounded(means: pd.Series) -> dict[str, float]:
+    # A metric switched off (e.g. evaluate.dnsmos_files: 0) is left out, not written as NaN (invalid JSON).
+    return {key: round(float(value), 4) for key, value in means.dropna().items()}
 
 
 def leaderboard(per_file: pd.DataFrame, kinds: dict[str, str], reference: str = "noisy") -> pd.DataFrame:
@@ -98,6 +146,25 @@ def with_intervals(board: pd.DataFrame, metrics: tuple[str, ...] = SCORES) -> pd
     table["files"] = board.files
     table["dnsmos_files"] = board.dnsmos_files
     return table
+
+
+def condition_tables(by_condition: pd.DataFrame, kinds: dict[str, str],
+                     metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr")) -> list[tuple[str, pd.DataFrame]]:
+    """Per metric, a table with a row per system and a column per test condition ("mean [low, high]")."""
+    conditions = [c for c in CONDITIONS if c in set(by_condition.condition)]
+    tables = []
+    for metric in metrics:
+        rows = by_condition[by_condition.metric == metric].set_index(["system", "condition"])
+        if rows["mean"].isna().all():
+            continue
+        digits = 2 if metric == "si_sdr" else 3
+        table = pd.DataFrame({"system": list(kinds), "kind": list(kinds.values())})
+        for condition in conditions:
+            table[condition] = [_interval(*(rows.loc[(system, condition), ["mean", "ci_low", "ci_high"]]
+                                            if (system, condition) in rows.index else (np.nan,) * 3), digits)
+                                for system in kinds]
+        tables.append((metric, table))
+    return tables
 
 
 def _interval(mean: float, low: float, high: float, digits: int) -> str:

@@ -96,3 +96,30 @@ def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: P
         ax.set_title(f"{TITLES[metric]} per noise category", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.04)
     _save(fig, path)
+
+
+def metric_by_condition(by_condition: pd.DataFrame, kinds: dict[str, str], path: Path,
+                        metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr")) -> None:
+    """One panel per metric: for each test condition a group of bars (one per system) with 95% intervals."""
+    conditions = [c for c in ("matched", "unseen_noise", "reverberant") if c in set(by_condition.condition)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(kinds))
+    cmap = plt.get_cmap("tab10")
+    for ax, metric in zip(axes[0], metrics):
+        rows = by_condition[by_condition.metric == metric].set_index(["system", "condition"])
+        for i, system in enumerate(kinds):
+            means, lows, highs = (np.array([rows[col].get((system, c), np.nan) for c in conditions], dtype=float)
+                                  for col in ("mean", "ci_low", "ci_high"))
+            color = KIND_COLORS["input"] if kinds[system] == "input" else cmap(i % 10)
+            ax.bar(np.arange(len(conditions)) + (i - (len(kinds) - 1) / 2) * width, means, width, color=color,
+                   yerr=np.nan_to_num(np.vstack([means - lows, highs - means])), capsize=1.5,
+                   error_kw={"lw": 0.7}, label=system)
+        finite = rows["ci_low"].to_numpy(dtype=float)
+        if np.isfinite(finite).any():
+            low, high = np.nanmin(finite), np.nanmax(rows["ci_high"].to_numpy(dtype=float))
+            ax.set_ylim(low - 0.15 * (high - low + 1e-9), None)
+        ax.set_xticks(range(len(conditions)), [c.replace("_", " ") for c in conditions], fontsize=8)
+        ax.set_title(TITLES[metric], fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    _save(fig, path)

@@ -43,7 +43,8 @@ class Example:
 
 
 def write_report(path: Path, *, title: str, intro: str, table: pd.DataFrame, plots: list[tuple[str, Path]],
-                 examples: list[Example], notes: Sequence[str] = ()) -> None:
+                 examples: list[Example], notes: Sequence[str] = (),
+                 sections: Sequence[tuple[str, pd.DataFrame]] = ()) -> None:
     """Write the report to `path` atomically; ValueError names the bad input before anything is written."""
     plots = [(caption, Path(png)) for caption, png in plots]
     for _, png in plots:
@@ -54,6 +55,8 @@ def write_report(path: Path, *, title: str, intro: str, table: pd.DataFrame, plo
 
     body = [f"<h1>{_esc(title)}</h1>", f"<p>{_esc(intro)}</p>", "<h2>Leaderboard</h2>", _table_html(table)]
     body += [f"<p class=\"note\">{_esc(note)}</p>" for note in notes]
+    for heading, part in sections:
+        body += [f"<h2>{_esc(heading)}</h2>", _table_html(part)]
     if plots:
         body.append("<h2>Plots</h2>")
         body += [_figure_html(caption, png) for caption, png in plots]

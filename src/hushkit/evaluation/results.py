@@ -43,8 +43,6 @@ def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *
     table = aggregate.with_intervals(board)
     write_table(out / "per_file.csv", per_file)
     write_json(out / "leaderboard.json", aggregate.to_json(board))
-    with atomic_path(out / "leaderboard.md") as tmp:
-        tmp.write_text(f"# {title}\n\n{intro}\n\n{aggregate.to_markdown(table)}\n\n{NOTES[0]}\n")
     by_snr = aggregate.aggregate(per_file, ["target_snr_db"])
     by_category = aggregate.aggregate(per_file, ["noise_category"])
     write_table(out / "by_snr.csv", by_snr)
@@ -55,8 +53,21 @@ def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *
     plots.metric_bars(board, figures[0][1])
     plots.metric_vs_snr(by_snr, kinds, figures[1][1])
     plots.metric_by_category(by_category, kinds, figures[2][1])
+    by_condition = aggregate.aggregate(per_file.dropna(subset=["condition"]), ["condition"]) \
+        if "condition" in per_file and per_file.condition.notna().any() else None
+    sections: list[tuple[str, pd.DataFrame]] = []
+    if by_condition is not None:
+        write_table(out / "by_condition.csv", by_condition)
+        figures.append(("Per test condition: matched noise, noise never heard in training, reverberant speech "
+                        "(whiskers: 95% interval)", out / "by_condition.png"))
+        plots.metric_by_condition(by_condition, kinds, figures[-1][1])
+        sections = [(f"By test condition: {metric}", part)
+                    for metric, part in aggregate.condition_tables(by_condition, kinds)]
+    with atomic_path(out / "leaderboard.md") as tmp:
+        tmp.write_text(f"# {title}\n\n{intro}\n\n{aggregate.to_markdown(table)}\n\n{NOTES[0]}\n"
+                       + "".join(f"\n## {heading}\n\n{aggregate.to_markdown(part)}\n" for heading, part in sections))
     write_report(out / "report.html", title=title, intro=intro, table=table, plots=figures,
-                 examples=_examples(test, kinds, mix, examples), notes=NOTES)
+                 examples=_examples(test, kinds, mix, examples), notes=NOTES, sections=sections)
     return board
 
 
@@ -76,5 +87,8 @@ def _examples(test: pd.DataFrame, kinds: dict[str, str], mix: Path, folders: dic
         recorded = row.get("origin") == "recorded"  # a paired corpus's recording: its SNR was measured, not set
         label = (f"recorded pair ({row.noise_category}), {row.realized_snr_db:.1f} dB SNR" if recorded else
                  f"{row.noise_category} noise at {row.target_snr_db:g} dB SNR")
+        condition = row.get("condition")
+        if isinstance(condition, str) and condition != "matched":
+            label += f" ({condition.replace('_', ' ')} condition)"
         result.append(Example(file_id, label, clips))
     return result

@@ -18,7 +18,7 @@ from hushkit.io import write_audio
 from hushkit.metrics import score_pairs
 from hushkit.stages._checks import check_mixture_files
 
-KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language")
+KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language", "condition")
 
 
 def spread(test: pd.DataFrame, n: int | None) -> pd.Index:
@@ -77,7 +77,9 @@ def score_system(system: str, spec: Spec, mix: Path, test: pd.DataFrame, checks:
     scores = pd.DataFrame(score_pairs(jobs, workers=workers))
     seconds = np.array([elapsed for _, elapsed in outputs])
     durations = np.array([len(reference) / rate for reference, *_ in jobs])
-    per_file = pd.concat([test[list(KEYS)].reset_index(drop=True).assign(system=system), scores], axis=1)
+    # files outside the mix stage's test conditions (a user's recordings) have no `condition`: left empty
+    per_file = pd.concat([test.reindex(columns=list(KEYS)).reset_index(drop=True).assign(system=system), scores],
+                         axis=1)
     per_file = per_file.assign(duration=durations, seconds=seconds, rtf=seconds / durations)
     validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
              name=f"evaluate output: per-file scores of {system}", report_path=checks / "scores.json")

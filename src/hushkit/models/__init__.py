@@ -5,18 +5,11 @@ Importing this package registers every architecture; ``build_model(name, **args)
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+# Every architecture, one module each: importing it registers the model under its name (adding a model is adding
+# a module and its line here).
+from hushkit.models import autoencoder, convtasnet, crced, crnn, densenet, segan  # noqa: F401
 from hushkit.models.base import Denoiser, SpectralMaskDenoiser, available_models, build_model, register_model
 from hushkit.models.checkpoint import load_checkpoint, save_checkpoint
-
-# Every module of this package that is not infrastructure defines (and registers) one architecture:
-# adding a model is adding a file.
-_INFRASTRUCTURE = {"base", "checkpoint", "complexity", "onnx_export", "stft", "torchscript_export"}
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "Denoiser",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from hushkit.errors import UserError
 from hushkit.params import load_params
 
 
@@ -34,11 +35,7 @@ def stage_main(
     try:
         run(params[section], **kwargs)
     except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback
-        from hushkit.audio import AudioReadError
-        from hushkit.checks import DataCheckError
-        from hushkit.corpus.fetch import DownloadError
-
-        if isinstance(err, (DataCheckError, AudioReadError, DownloadError, ValueError, FileNotFoundError)):
+        if isinstance(err, (UserError, ValueError, FileNotFoundError)):
             print(f"{section}: {err}", file=sys.stderr)
             sys.exit(1)
         raise

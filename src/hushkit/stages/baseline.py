@@ -10,7 +10,7 @@ from hushkit.baselines import build_baseline
 from hushkit.evaluation import aggregate, systems
 from hushkit.io import write_json, write_table
 from hushkit.stages._cli import stage_main
-from hushkit.stages.evaluate import measured_means, score_on_test_split
+from hushkit.stages.evaluate import score_on_test_split
 
 
 def run(params: dict[str, Any], *, name: str, mix: Path, out: Path) -> None:
@@ -21,12 +21,11 @@ def run(params: dict[str, Any], *, name: str, mix: Path, out: Path) -> None:
     build_baseline(name, 16000)  # an unknown name fails here, before any work
     per_file = score_on_test_split(name, systems.baseline(name), params, mix, out)
     write_table(out / "per_file.csv", per_file)
-    means = per_file[list(aggregate.SCORES)].mean()
+    summary = aggregate.system_metrics(per_file, name, params.get("condition_weights"))
     rtf = float(per_file.seconds.sum() / per_file.duration.sum())
-    write_json(out / "metrics.json", {name: {**measured_means(means), "rtf": round(rtf, 5)},
-                                      "files": len(per_file)})
-    print(f"baseline: {name} on {len(per_file)} test files: " + ", ".join(f"{k} {v:.3f}" for k, v in means.dropna().items())
-          + f", RTF {rtf:.4f}")
+    write_json(out / "metrics.json", {**summary, "rtf": round(rtf, 5)})
+    print(f"baseline: {name} on {summary['files']} test files (mean over conditions): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary["weighted"].items()) + f", RTF {rtf:.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:

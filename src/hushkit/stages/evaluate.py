@@ -8,14 +8,19 @@ from typing import Any
 import pandas as pd
 
 from hushkit import tracking
-from hushkit.baselines import NOISY
 from hushkit.evaluation import aggregate, systems
 from hushkit.evaluation.results import example_ids
 from hushkit.evaluation.scoring import score_system, spread
 from hushkit.inference import read_run_id
 from hushkit.io import read_table, write_json, write_table
+from hushkit.metrics import METRICS
 from hushkit.models import load_checkpoint
 from hushkit.stages._cli import stage_main
+
+
+# Breakdowns of the per-file scores every evaluation writes: file name → the columns grouped by.
+BREAKDOWNS = {"by_snr": ["target_snr_db"], "by_category": ["noise_category"], "by_condition": ["condition"]}
+CURVES = {"snr": "target_snr_db", "condition": "condition"}  # curves/<name>.csv: dvc.yaml's plots
 
 
 def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
@@ -35,24 +40,6 @@ def score_on_test_split(system: str, spec: systems.Spec, params: dict[str, Any],
                         examples=(out / "examples", example_ids(test, int(params.get("report_examples", 0)))))
 
 
-def summarize(per_file: pd.DataFrame, system: str) -> dict[str, Any]:
-    """Means per system, the model's gain over the noisy input and its one-thread RTF (what `dvc metrics show`
-    lists)."""
-    means = per_file.groupby("system")[list(aggregate.SCORES)].mean()
-    rtf = per_file[per_file.system == system]
-    return {
-        NOISY: measured_means(means.loc[NOISY]),
-        system: {**measured_means(means.loc[system]), "rtf": round(float(rtf.seconds.sum() / rtf.duration.sum()), 5)},
-        "improvement": measured_means(means.loc[system] - means.loc[NOISY]),
-        "files": int(per_file.id.nunique()),
-    }
-
-
-def measured_means(means: pd.Series) -> dict[str, float]:
-    # A metric switched off (e.g. evaluate.dnsmos_files: 0) is left out, not written as NaN (invalid JSON).
-    return means.dropna().round(4).to_dict()
-
-
 def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, train_run: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
     mix, out = Path(mix), Path(out)
@@ -65,20 +52,28 @@ def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scor
     per_file = score_on_test_split(arch, systems.model(model), params, mix, out)
     both = pd.concat([noisy, per_file], ignore_index=True)
     write_table(out / "per_file.csv", both)
-    summary = summarize(both, arch)
-    write_json(out / "metrics.json", summary)
-    write_table(out / "by_snr.csv", aggregate.aggregate(both, ["target_snr_db"]))
-    write_table(out / "by_category.csv", aggregate.aggregate(both, ["noise_category"]))
+    summary = aggregate.system_metrics(both, arch, params.get("condition_weights"))
+    rtf = float(per_file.seconds.sum() / per_file.duration.sum())
+    write_json(out / "metrics.json", {**summary, "rtf": round(rtf, 5)})
+    for name, keys in BREAKDOWNS.items():
+        write_table(out / f"{name}.csv", aggregate.aggregate(both, keys))
+    # the model's means per level and per condition, one column per metric: what dvc plots draws and diffs
+    model_rows = both[both.system == arch]
+    for name, key in CURVES.items():
+        write_table(out / "curves" / f"{name}.csv", model_rows.groupby(key)[list(METRICS)].mean().reset_index())
 
     mlflow = tracking.setup(mlflow_params)
     with mlflow.start_run(run_id=read_run_id(train_run)):
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary[arch].items()})
-        mlflow.log_metrics({f"test_noisy_{k}": v for k, v in summary[NOISY].items()})
-        mlflow.log_metrics({f"test_delta_{k}": v for k, v in summary["improvement"].items()})
-        for name in ("per_file.csv", "by_snr.csv", "by_category.csv"):
-            mlflow.log_artifact(str(out / name), artifact_path="evaluation")
-    gains = ", ".join(f"{k} {summary[arch][k]:.3f} ({v:+.3f})" for k, v in summary["improvement"].items())
-    print(f"evaluate: {summary['files']} test files; {arch}: {gains} vs noisy; RTF {summary[arch]['rtf']:.4f}")
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary["weighted"].items()})
+        mlflow.log_metrics({f"test_delta_{k}": v for k, v in summary["weighted_improvement"].items()})
+        mlflow.log_metrics({f"test_{condition}_{k}": v for condition, scores in summary.get("by_condition", {}).items()
+                            for k, v in scores.items()})
+        mlflow.log_metric("test_rtf", rtf)
+        for name in ("per_file", *BREAKDOWNS):
+            mlflow.log_artifact(str(out / f"{name}.csv"), artifact_path="evaluation")
+    gains = ", ".join(f"{k} {summary['weighted'][k]:.3f} ({v:+.3f})"
+                      for k, v in summary["weighted_improvement"].items())
+    print(f"evaluate: {summary['files']} test files; {arch} (mean over conditions): {gains} vs noisy; RTF {rtf:.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,10 @@
 """features: validate the mixtures, then pack train/val once into memory-mappable arrays for the training loop.
 
-Decoding and resampling happen here, once; the training loop only slices arrays (a seed project lost most of
-its time resampling inside the loop)."""
+    out/{train,val}/{clean,noisy}.npy + index.csv   the mix stage's fixed pairs (validation; `mixing: fixed` training)
+    out/pools/{speech,noise}.npy + .csv            the training split's clean speech (trimmed like the mixtures) and
+                                                   noise clips, which dynamic mixing draws from at every step
+
+Decoding and resampling happen here, once; the training loop only slices arrays."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hushkit.audio import read_audio
+from hushkit.audio import read_audio, trim_silence
 from hushkit.checks import array_stats, suites, validate
 from hushkit.io import read_table, write_json, write_npy, write_table
 from hushkit.stages._checks import check_mixture_files
@@ -34,8 +37,26 @@ def pack(mix_dir: Path, mixtures: pd.DataFrame) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(cleans), np.concatenate(noisies), pd.DataFrame(index)
 
 
-def run(params: dict[str, Any], *, mix: Path, out: Path, mix_params: dict[str, Any]) -> None:
-    mix, out = Path(mix), Path(out)
+def pack_pool(corpus: Path, files: pd.DataFrame, trim_top_db: float | None, rate: int
+              ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Concatenate corpus files (trimmed of silent ends when `trim_top_db` is set) into one float32 array plus a
+    (path, offset, length, speaker, category) index."""
+    parts, index, offset = [], [], 0
+    for row in files.sort_values("path").itertuples():
+        audio, _ = read_audio(corpus / row.path)
+        if trim_top_db is not None:
+            audio = trim_silence(audio, rate, trim_top_db)
+        parts.append(audio.astype(np.float32))
+        index.append({"path": row.path, "offset": offset, "length": len(audio), "speaker": row.speaker,
+                      "category": row.category})
+        offset += len(audio)
+    if not parts:
+        raise ValueError("features: the training split has no files of one kind for the dynamic-mixing pools")
+    return np.concatenate(parts), pd.DataFrame(index)
+
+
+def run(params: dict[str, Any], *, mix: Path, corpus: Path, out: Path, mix_params: dict[str, Any]) -> None:
+    mix, corpus, out = Path(mix), Path(corpus), Path(out)
     mixtures = read_table(mix / "manifest.csv")
     checks = out / "checks"
     validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(mix_params["snr_tolerance_db"]),
@@ -54,11 +75,23 @@ def run(params: dict[str, Any], *, mix: Path, out: Path, mix_params: dict[str, A
         write_npy(out / split / "noisy.npy", noisy)
         write_table(out / split / "index.csv", index)
         summary["splits"][split] = {"utterances": len(index), "seconds": round(len(clean) / rate, 3)}
+    pools = read_table(mix / "pools.csv") if (mix / "pools.csv").is_file() else None
+    if pools is not None and (pools.split == "train").any():
+        pools = pools.fillna({"speaker": "", "category": ""})
+        for kind, trim in (("speech", float(mix_params["trim_top_db"])), ("noise", None)):
+            audio, index = pack_pool(corpus, pools[(pools.kind == kind) & (pools.split == "train")], trim, rate)
+            stats.append(array_stats(f"pools/{kind}.npy", audio))
+            write_npy(out / "pools" / f"{kind}.npy", audio)
+            write_table(out / "pools" / f"{kind}.csv", index)
+            summary[f"{kind}_pool"] = {"files": len(index), "seconds": round(len(audio) / rate, 3)}
     validate(pd.DataFrame(stats), suites.feature_arrays(), name="features output: packed arrays",
              report_path=checks / "output_arrays.json", id_column="name")
     write_json(out / "summary.json", summary)
     print("features: " + ", ".join(f"{s}: {v['utterances']} utterances, {v['seconds'] / 60:.1f} min"
-                                   for s, v in summary["splits"].items()))
+                                   for s, v in summary["splits"].items())
+          + "".join(f"; {kind} pool: {summary[f'{kind}_pool']['files']} files, "
+                    f"{summary[f'{kind}_pool']['seconds'] / 60:.1f} min" for kind in ("speech", "noise")
+                    if f"{kind}_pool" in summary))
 
 
 def main(argv: list[str] | None = None) -> None:

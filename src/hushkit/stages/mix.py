@@ -1,5 +1,11 @@
 """mix: speaker- and noise-disjoint splits; each mixture = trimmed clean speech + noise at a drawn SNR.
 
+The test split has a `condition` per file: `matched` (every test utterance at every `test_snr_db` level, in the
+noise categories trained on), and, as `mix.conditions` asks, `unseen_noise` (test utterances in noise categories
+held out of training and validation altogether) and `reverberant` (test utterances convolved with a test-split
+room impulse response of the rirs stage; the reference is their early-reflection or dry speech). `pools.csv` lists
+every corpus file with its split, for the features stage's dynamic-mixing pools.
+
 Recorded pairs (a paired corpus such as VoiceBank+DEMAND) are not mixed: each noisy/clean recording is copied into
 its split as it is (`origin` recorded), beside the mixtures (`origin` mixed), so training and evaluation use them
 directly. Their SNR is measured the way the mixer measures it; `target_snr_db` is that to the nearest 5 dB, the
@@ -14,6 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
+from hushkit import reverb
 from hushkit.audio import read_audio, rms_db, trim_silence
 from hushkit.checks import suites, validate
 from hushkit.io import read_table, write_audio, write_table
@@ -22,6 +29,7 @@ from hushkit.stages._checks import check_audio_files, check_mixture_files
 from hushkit.stages._cli import stage_main
 
 SPLITS = ("train", "val", "test")
+UNSEEN = "unseen"  # the split of noise clips held out for the unseen-noise condition
 
 
 def split_speakers(speech: pd.DataFrame, n_val: int, n_test: int, rng: np.random.Generator) -> dict[str, str]:
@@ -74,7 +82,65 @@ def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, A
             rows.append({"id": f"{split}{n:05d}", "split": split, "speech_path": utt.path, "speaker": utt.speaker,
                          "language": utt.language, "noise_path": clip, "noise_category": category,
                          "target_snr_db": snr, "level_target_dbfs": float(rng.uniform(level_low, level_high)),
-                         "seed": int(rng.integers(0, 2**31 - 1))})
+                         "seed": int(rng.integers(0, 2**31 - 1)), "condition": "matched", "rir_id": ""})
+    return pd.DataFrame(rows)
+
+
+def held_out_categories(noise: pd.DataFrame, params: dict[str, Any]) -> list[str]:
+    """The noise categories of the unseen-noise condition (`mix.conditions.unseen_noise.categories`): kept out of
+    training, validation and the matched test altogether."""
+    listed = [str(c) for c in ((params.get("conditions") or {}).get("unseen_noise") or {}).get("categories") or []]
+    missing = sorted(set(listed) - set(noise.category))
+    if missing:
+        raise ValueError(f"mix.conditions.unseen_noise.categories: {missing} are not noise categories of the corpus "
+                         f"(it has {sorted(noise.category.unique())})")
+    if listed and set(listed) >= set(noise.category):
+        raise ValueError(f"mix.conditions.unseen_noise.categories {listed} hold out every noise category: none is "
+                         "left to train on")
+    return listed
+
+
+def spread_rows(frame: pd.DataFrame, count: int, what: str) -> pd.DataFrame:
+    """`count` rows spread evenly over `frame` (every speaker keeps its share)."""
+    if count > len(frame):
+        raise ValueError(f"{what}: {count} asked for, but the test split has {len(frame)} utterances")
+    return frame.iloc[np.linspace(0, len(frame) - 1, count).round().astype(int)] if count else frame.iloc[:0]
+
+
+def plan_conditions(test_speech: pd.DataFrame, noise: pd.DataFrame, rir_ids: list[str], params: dict[str, Any],
+                    rng: np.random.Generator) -> pd.DataFrame:
+    """The test conditions beside the matched one (mix.conditions): each condition mixes `utterances` test
+    utterances once, at the `test_snr_db` levels in turn and each level across the condition's noise categories in
+    turn, so level and category are not confounded. unseen_noise: clips of the held-out categories; reverberant:
+    matched test-split clips, speech convolved with a test-split RIR."""
+    conditions = params.get("conditions") or {}
+    levels = [float(s) for s in params["test_snr_db"]]
+    level_low, level_high = params["level_dbfs"]["low"], params["level_dbfs"]["high"]
+    utterances = test_speech.sort_values("path")
+    rows = []
+    for name, split in (("unseen_noise", UNSEEN), ("reverberant", "test")):
+        settings = conditions.get(name) or {}
+        chosen = spread_rows(utterances, int(settings.get("utterances", 0)), f"mix.conditions.{name}.utterances")
+        if chosen.empty:
+            continue
+        clips = noise[noise.split == split]
+        if clips.empty:
+            raise ValueError(f"mix.conditions.{name}.utterances is {len(chosen)} but there is no noise to mix it with"
+                             + (" (list the held-out categories in mix.conditions.unseen_noise.categories)"
+                                if split == UNSEEN else ""))
+        if name == "reverberant" and not rir_ids:
+            raise ValueError("mix.conditions.reverberant needs the rirs stage's test RIRs (--rirs data/rirs); "
+                             "its bank has none in the test split")
+        rirs = list(rng.permutation(rir_ids)) if name == "reverberant" else [""]
+        categories = sorted(clips.category.unique())
+        for k, utt in enumerate(chosen.itertuples()):
+            category = categories[(k // len(levels)) % len(categories)]
+            rows.append({"id": f"test-{name}-{k:04d}", "split": "test", "speech_path": utt.path,
+                         "speaker": utt.speaker, "language": utt.language,
+                         "noise_path": rng.choice(clips[clips.category == category].path.to_numpy()),
+                         "noise_category": category, "target_snr_db": levels[k % len(levels)],
+                         "level_target_dbfs": float(rng.uniform(level_low, level_high)),
+                         "seed": int(rng.integers(0, 2**31 - 1)), "condition": name, "rir_id": rirs[k % len(rirs)]})
     return pd.DataFrame(rows)
 
 
@@ -121,14 +187,15 @@ def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, 
         write_audio(out / noisy_path, noisy_audio, rate)
         snr = snr_db(clean_audio, noisy_audio - clean_audio, rate)
         rows.append({"id": file_id, "split": part, "clean_path": clean_path, "noisy_path": noisy_path,
-                     "speaker": row.speaker, "language": row.language, "noise_path": "",
+                     "speaker": row.speaker, "language": row.language, "speech_path": row.path, "noise_path": "",
                      "noise_category": row.category or row.path.split("/")[0], "target_snr_db": snr_level(snr),
                      "realized_snr_db": snr, "level_dbfs": rms_db(noisy_audio), "duration": len(clean_audio) / rate,
-                     "sample_rate": rate, "origin": "recorded", "pair_id": row.pair_id})
+                     "sample_rate": rate, "origin": "recorded", "pair_id": row.pair_id, "condition": "matched",
+                     "rir_id": ""})
     return rows
 
 
-def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
+def run(params: dict[str, Any], *, corpus: Path, out: Path, rirs: Path | None = None) -> None:
     corpus, out = Path(corpus), Path(out)
     manifest = read_table(corpus / "manifest.csv")
     rate = int(manifest.sample_rate.iat[0])
@@ -141,7 +208,7 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
         have, lacking = ("speech", "noise") if noise.empty else ("noise", "speech")
         raise ValueError(f"{corpus / 'manifest.csv'}: {have} but no {lacking} to mix it with; add a {lacking} source "
                          "to download.sources (recorded pairs need neither)")
-    rows = _mix(speech, noise, params, corpus, out, rate) if len(speech) else []
+    rows = _mix(speech, noise, params, corpus, out, rate, rirs) if len(speech) else []
     rows += copy_recorded(manifest, params, corpus, out, rate)
     if not rows:
         raise ValueError(f"{corpus / 'manifest.csv'}: no speech, noise or recorded pairs to make mixtures from")
@@ -158,11 +225,24 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path) -> None:
 
 
 def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corpus: Path, out: Path,
-         rate: int) -> list[dict[str, Any]]:
+         rate: int, rirs: Path | None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(params["seed"])
     speech["split"] = speech.speaker.map(split_speakers(speech, params["val_speakers"], params["test_speakers"], rng))
-    noise["split"] = noise.path.map(split_noises(noise, params["noise_instances"], rng))
-    plan = plan_mixtures(speech, noise, params, rng)
+    held_out = noise.category.isin(held_out_categories(noise, params))
+    noise["split"] = UNSEEN
+    noise.loc[~held_out, "split"] = noise[~held_out].path.map(split_noises(noise[~held_out],
+                                                                           params["noise_instances"], rng))
+    plan = plan_mixtures(speech, noise[~held_out], params, rng)
+    bank = reverb.RirBank.load(rirs) if rirs is not None else None
+    # the conditions draw from a stream of their own: adding one leaves every other mixture as it was
+    conditions = plan_conditions(speech[speech.split == "test"], noise, bank.ids("test") if bank else [], params,
+                                 np.random.default_rng([int(params["seed"]), 2]))
+    plan = pd.concat([plan, conditions], ignore_index=True)
+    write_table(out / "pools.csv", pd.concat([
+        speech.assign(kind="speech", category="")[["kind", "path", "split", "speaker", "category"]],
+        noise.assign(kind="noise", speaker="")[["kind", "path", "split", "speaker", "category"]],
+    ]).sort_values(["kind", "path"]))
+    reverb_settings = (params.get("conditions") or {}).get("reverberant") or {}
 
     @lru_cache(maxsize=None)
     def load(path: str, trim: bool) -> np.ndarray:
@@ -173,17 +253,35 @@ def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corp
     for job in track(plan.itertuples(), total=len(plan), description="mix", transient=True):
         job_rng = np.random.default_rng(job.seed)
         clean = load(job.speech_path, True)
+        reference = None
+        if job.rir_id:
+            rir = bank.rir(job.rir_id)
+            reference = reverb_target(clean, rir, rate, reverb_settings)
+            clean = reverb.convolve(clean, rir)
         noise_clip = noise_segment(load(job.noise_path, False), len(clean), job_rng)
-        mixture = mix_at_snr(clean, noise_clip, job.target_snr_db, job.level_target_dbfs, rate)
+        mixture = mix_at_snr(clean, noise_clip, job.target_snr_db, job.level_target_dbfs, rate, reference=reference)
         clean_path, noisy_path = f"{job.split}/clean/{job.id}.wav", f"{job.split}/noisy/{job.id}.wav"
         write_audio(out / clean_path, mixture.clean, rate)
         write_audio(out / noisy_path, mixture.noisy, rate)
         rows.append({"id": job.id, "split": job.split, "clean_path": clean_path, "noisy_path": noisy_path,
-                     "speaker": job.speaker, "language": job.language, "noise_path": job.noise_path,
+                     "speaker": job.speaker, "language": job.language, "speech_path": job.speech_path,
+                     "noise_path": job.noise_path,
                      "noise_category": job.noise_category, "target_snr_db": job.target_snr_db,
                      "realized_snr_db": mixture.realized_snr_db, "level_dbfs": mixture.level_dbfs,
-                     "duration": len(clean) / rate, "sample_rate": rate, "origin": "mixed", "pair_id": ""})
+                     "duration": len(clean) / rate, "sample_rate": rate, "origin": "mixed", "pair_id": "",
+                     "condition": job.condition, "rir_id": job.rir_id})
     return rows
+
+
+def reverb_target(clean: np.ndarray, rir: np.ndarray, rate: int, settings: dict[str, Any]) -> np.ndarray:
+    """The reference a reverberant test file is scored against: the early-reflection speech (`target: early`, the
+    first `early_ms` of the RIR) or the dry speech (`target: dry`)."""
+    target = settings.get("target", "early")
+    if target == "dry":
+        return clean
+    if target != "early":
+        raise ValueError(f"mix.conditions.reverberant.target must be 'early' or 'dry', got {target!r}")
+    return reverb.convolve(clean, reverb.early_part(rir, rate, float(settings.get("early_ms", 50.0))))
 
 
 def main(argv: list[str] | None = None) -> None:

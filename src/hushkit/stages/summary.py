@@ -52,11 +52,13 @@ def model_details(train: Path, export: Path, architectures: list[str]) -> pd.Dat
     return pd.DataFrame(rows, columns=["system", *MODEL_COLUMNS])
 
 
-def best_architecture(board: pd.DataFrame, rank_by: str) -> str:
+def best_architecture(scores: pd.DataFrame, kinds: dict[str, str], rank_by: str) -> str:
+    """The model with the best `rank_by` score (`scores`: system × metric, the condition-weighted means; SI-SDR
+    breaks a tie)."""
     if rank_by not in METRICS:
         raise ValueError(f"summary.rank_by: {rank_by!r} is not a metric; choose one of {list(METRICS)}")
-    models = board[board.kind == "model"]
-    return str(models.sort_values([rank_by, "si_sdr"], ascending=False).system.iat[0])
+    models = scores.loc[[system for system, kind in kinds.items() if kind == "model"]]
+    return str(models.sort_values([rank_by, "si_sdr"], ascending=False).index[0])
 
 
 def promote(mlflow_params: dict[str, Any], version: str) -> None:
@@ -75,15 +77,20 @@ def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, ba
     per_file, kinds, folders = collect(evaluate, baseline, architectures, evaluate_params.get("baselines") or [NOISY])
     test = test_split(Path(mix), evaluate_params)
     board = aggregate.leaderboard(per_file, kinds)
-    best = best_architecture(board, rank_by)
-    intro = (f"{per_file.id.nunique()} test mixtures, every system scored on exactly the same audio. "
-             f"Best trained architecture by {rank_by}: {best}.")
+    weights = evaluate_params.get("condition_weights")
+    scores = aggregate.weighted_means(per_file, weights)
+    best = best_architecture(scores, kinds, rank_by)
+    basis = (f"the mean over the test conditions ({', '.join(f'{c} x{w:g}' for c, w in weights.items())})"
+             if weights else "the mean over the test files")
+    intro = (f"{per_file.id.nunique()} test files, every system scored on exactly the same audio. "
+             f"Best trained architecture by {rank_by} ({basis}): {best}, {scores.loc[best, rank_by]:.3f}.")
     board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
                              title="hushkit leaderboard (test split)", intro=intro, board=board,
                              extra=model_details(train, export, architectures))
     best_row = board.set_index("system").loc[best]
     write_json(out / "summary.json", {
         "best": best, "rank_by": rank_by, "best_registry_version": str(best_row.registry_version),
+        "rank_scores": {system: round(float(scores.loc[system, rank_by]), 4) for system in kinds},
         "systems": {row["system"]: {m: round(float(row[m]), 4) for m in (*METRICS, "dnsmos_ovr", "rtf")
                                     if pd.notna(row[m])} for row in board.to_dict("records")},
     })

@@ -17,11 +17,12 @@ from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
 from hushkit.inference import enhance_waveform
 from hushkit.io import sha256_file, write_audio, write_json, write_table
-from hushkit.models import build_model, save_checkpoint
+from hushkit.models import available_models, build_model, save_checkpoint
 from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.training.data import PackedSplit
+from hushkit.training.dynamic import training_source
 from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype, pick_device
 
 # Resumable training state lives outside DVC's outputs (DVC deletes a stage's outputs before rerunning it).
@@ -65,11 +66,11 @@ def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, state_dir: Path = RESUME_DIR,
-        params: dict[str, Any]) -> None:
+def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, rirs: Path | None = None,
+        state_dir: Path = RESUME_DIR, params: dict[str, Any]) -> None:
     """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
     features, out = Path(features), Path(out)
-    settings = architecture_params(train_params, arch)
+    settings = architecture_params(train_params, arch, available_models())
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
     rate = int(summary["sample_rate"])
@@ -82,10 +83,11 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     device = pick_device(settings.get("device", "auto"))
     precision = autocast_dtype(settings.get("mixed_precision", "auto"), device)  # None: float32
 
-    train, val = PackedSplit.load(features / "train"), PackedSplit.load(features / "val")
+    train = training_source(settings, features, rirs, rate, config.seed, device)
+    val = PackedSplit.load(features / "val")
     model = build_model(arch, sample_rate=rate, **(settings.get("model_args") or {}))
     # Models that normalise their input learn the statistics from training data once, before the first step.
-    model.prepare(torch.from_numpy(train.random_batch(64, segment, np.random.default_rng(config.seed))[0]))
+    model.prepare(train.prepare_batch(64, segment, seed=config.seed).cpu())
     n_params = model.num_parameters
     macs = macs_per_second(model)
 

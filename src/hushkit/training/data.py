@@ -3,11 +3,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import torch
 
 from hushkit.io import read_table
+
+
+class TrainingSource(Protocol):
+    """Where training batches come from: the batch of global step `step` (a source that is not seeded by the step
+    draws from `rng`, the trainer's generator, whose state a resumed run restores)."""
+
+    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noisy, clean), each (batch_size, segment) float32."""
+        ...
+
+    def prepare_batch(self, batch_size: int, segment: int, seed: int) -> torch.Tensor:
+        """Noisy examples for a model's input statistics (hushkit.models.Denoiser.prepare), the same for a seed."""
+        ...
 
 
 @dataclass
@@ -45,6 +61,15 @@ class PackedSplit:
         rows = rng.integers(0, len(self.index), size=batch_size)
         pairs = [self.crop(int(r), segment, rng) for r in rows]
         return np.stack([p[1] for p in pairs]), np.stack([p[0] for p in pairs])  # noisy, clean
+
+    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A TrainingSource over these fixed pairs (`mixing: fixed`): random crops of random pairs, from `rng`."""
+        noisy, clean = self.random_batch(batch_size, segment, rng)
+        return torch.from_numpy(noisy), torch.from_numpy(clean)
+
+    def prepare_batch(self, batch_size: int, segment: int, seed: int) -> torch.Tensor:
+        return torch.from_numpy(self.random_batch(batch_size, segment, np.random.default_rng(seed))[0])
 
     def fixed_batches(self, batch_size: int, segment: int):
         """Deterministic validation batches: the first `segment` samples of every utterance."""

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 
 from hushkit.training.adversarial import AdversarialStep
-from hushkit.training.data import PackedSplit
+from hushkit.training.data import PackedSplit, TrainingSource
 from hushkit.training.losses import combined_loss
 from hushkit.training.schedules import check_schedule, make_scheduler
 from hushkit.training.state import load_training_state, save_training_state
@@ -151,7 +151,8 @@ _PARAM_SECTIONS = {name: {key.partition(".")[2] for key in _PARAM_FIELDS if key.
                    for name in ("schedule", "early_stopping", "swa", "adversarial")}
 _REQUIRED_PARAMS = ("epochs", "batch_size", "steps_per_epoch", "lr")
 # Training settings that are not the loop's: the train stage reads them itself.
-_NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds"}
+_NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds", "mixing",
+                  "dynamic_mixing"}
 
 
 def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
@@ -206,12 +207,12 @@ def autocast_dtype(setting: str | bool | None, device: torch.device) -> torch.dt
     raise ValueError(f"train: mixed_precision must be one of {list(PRECISIONS)} (or true/false), got {setting!r}")
 
 
-def mixup(noisy: np.ndarray, clean: np.ndarray, alpha: float,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mixup(noisy: torch.Tensor, clean: torch.Tensor, alpha: float,
+          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Each example blended with a random partner by λ ~ Beta(α, α), the SAME λ for noisy and clean: a mixture is
     additive (noisy = clean + noise), so the blend is again a valid pair (blended clean + blended noise)."""
-    weight = rng.beta(alpha, alpha, size=(len(noisy), 1)).astype(np.float32)
-    partner = rng.permutation(len(noisy))
+    weight = torch.as_tensor(rng.beta(alpha, alpha, size=(len(noisy), 1)).astype(np.float32), device=noisy.device)
+    partner = torch.as_tensor(rng.permutation(len(noisy)), device=noisy.device)
     return (weight * noisy + (1 - weight) * noisy[partner]), (weight * clean + (1 - weight) * clean[partner])
 
 
@@ -236,6 +237,9 @@ class EarlyStopping:
 class Trainer:
     """Trains any waveform→waveform Denoiser; `on_epoch(metrics, epoch)` receives each epoch's figures.
 
+    `train` is a TrainingSource: the mix stage's fixed pairs (PackedSplit) or dynamic mixing (DynamicMixer); it is
+    asked for the batch of each global step. `val` is always the fixed validation pairs.
+
     With a `state_path`, every `config.checkpoint_every`-th epoch saves the whole training state there, and `fit()`
     continues from a state saved under the same `fingerprint` (the caller's hash of settings and data) to the same
     final weights as an uninterrupted run. The caller deletes the file once it has what it needs.
@@ -244,7 +248,7 @@ class Trainer:
     def __init__(
         self,
         model: torch.nn.Module,
-        train: PackedSplit,
+        train: TrainingSource,
         val: PackedSplit,
         config: TrainConfig,
         device: torch.device,
@@ -383,11 +387,13 @@ class Trainer:
         started = time.perf_counter()
         losses, norms = [], []
         adversarial: dict[str, list[float]] = {key: [] for key in ADVERSARIAL_METRICS}
-        for _ in range(cfg.steps_per_epoch):
-            noisy, clean = self.train.random_batch(cfg.batch_size, cfg.segment, self.rng)
+        for index in range(cfg.steps_per_epoch):
+            step = (epoch - 1) * cfg.steps_per_epoch + index
+            noisy, clean = self.train.batch(step, cfg.batch_size, cfg.segment, self.rng)
+            noisy, clean = noisy.to(self.device), clean.to(self.device)
             if cfg.mixup_alpha > 0:
                 noisy, clean = mixup(noisy, clean, cfg.mixup_alpha, self.rng)
-            loss, norm = self.train_step(self._tensor(noisy), self._tensor(clean))
+            loss, norm = self.train_step(noisy, clean)
             losses.append(loss)
             norms.append(norm)
             if self.adversarial_active:
