@@ -40,10 +40,10 @@ def _offline(model, audio: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(audio)).numpy()
 
 
-CONFIGS = [("crnn", {}), ("crnn", {"rnn": "lstm", "time_kernel": 3, "hidden": 64}), ("crced", {})]
+CONFIGS = [("crnn", {}), ("crnn", {"rnn": "lstm", "time_kernel": 3, "hidden": 64}), ("crced", {}), ("gtcrn", {})]
 
 
-@pytest.mark.parametrize("name,kwargs", CONFIGS, ids=["crnn", "crnn-lstm-tk3", "crced"])
+@pytest.mark.parametrize("name,kwargs", CONFIGS, ids=["crnn", "crnn-lstm-tk3", "crced", "gtcrn"])
 def test_streaming_equals_offline_for_any_chunking(name, kwargs):
     model = _trained_like(name, **kwargs)
     audio = _speechlike(20000, streams=2)
@@ -81,7 +81,7 @@ def test_fixed_latency_same_size_chunks_and_reuse():
 
 
 def test_non_causal_models_are_refused():
-    assert {"crnn", "crced"} <= set(streaming_models())
+    assert {"crnn", "crced", "gtcrn"} <= set(streaming_models())
     with pytest.raises(ValueError, match="cannot stream"):
         StreamingEnhancer(build_model("crnn", causal=False, hidden=16, channels=[4]))
     with pytest.raises(ValueError, match="'densenet'.*cannot stream"):

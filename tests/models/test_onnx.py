@@ -1,15 +1,22 @@
-"""Every architecture exports to one ONNX graph with dynamic batch and time, matching torch within 1e-4."""
+"""Every architecture exports to one ONNX graph with dynamic batch and time, matching torch within 1e-4; every
+streamable one also exports its one-hop streaming step, which run hop by hop matches the offline torch model."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from hushkit.models import available_models, load_checkpoint, save_checkpoint
-from hushkit.models.onnx_export import export_onnx, onnx_parity, onnx_session
+from hushkit.models.onnx_export import export_onnx, export_streaming_step, onnx_parity, onnx_session, \
+    run_streaming_step
+from hushkit.streaming import streaming_models
 from tests.models.spectral import trained_like
 
 ATOL = 1e-4
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", available_models())
@@ -48,3 +55,35 @@ def test_export_from_a_loaded_checkpoint_keeps_training_state(tmp_path):
     assert loaded.training  # restored after export
     assert onnx_parity(loaded, path, (0.1 * np.random.default_rng(1).standard_normal(9999)).astype(np.float32)) <= ATOL
     assert loaded.training
+
+
+@pytest.mark.parametrize("name", streaming_models())
+def test_streaming_step_graph_hop_by_hop_equals_offline(tmp_path, name):
+    model = trained_like(name)
+    path = export_streaming_step(model, tmp_path / "step.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step.onnx"]
+    graph = onnx.load(str(path))
+    inputs, outputs = [v.name for v in graph.graph.input], [v.name for v in graph.graph.output]
+    states = len(model.stream_state(1))
+    assert inputs == ["samples", "input_history", "output_tail", *(f"model_state_{i}" for i in range(states))]
+    assert outputs == ["enhanced", *(f"next_{n}" for n in inputs[1:])]
+    samples = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert samples == ["batch", model.hop]
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta["output_delay_samples"] == str(model.n_fft - model.hop) and meta["model"] == name
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000 + 77) / 16000
+    speechlike = 0.2 * np.sin(2 * np.pi * 170 * t) * (np.sin(2 * np.pi * 2.5 * t) > 0)
+    audio = (speechlike + 0.05 * rng.standard_normal((2, t.size))).astype(np.float32)  # 3 s, two streams
+    with torch.no_grad():
+        expected = model(torch.from_numpy(audio)).numpy()
+    got = run_streaming_step(path, audio)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= ATOL
+    assert np.abs(run_streaming_step(path, audio[0]) - expected[0]).max() <= ATOL  # batch 1 too
+
+
+def test_streaming_step_export_refuses_offline_models(tmp_path):
+    with pytest.raises(ValueError, match="cannot stream"):
+        export_streaming_step(trained_like("densenet"), tmp_path / "step.onnx")
+    assert not list(tmp_path.iterdir())

@@ -152,10 +152,12 @@ class Denoiser(nn.Module):
 
 
 class SpectralMaskDenoiser(Denoiser):
-    """Shared machinery of STFT-mask models: ConvSTFT → normalised log-power features → ``estimate_mask``
-    (the architecture) → mask in [0, 1] × noisy complex spectrum (noisy phase) → ConvISTFT.
+    """Shared machinery of STFT-mask models: ConvSTFT → ``enhance_spectrum`` (the architecture) → ConvISTFT.
 
-    Subclasses implement ``estimate_mask(features (B, F, frames)) -> mask (B, F, frames)`` with values in [0, 1].
+    The default ``enhance_spectrum`` is a real mask: normalised log-power features → ``estimate_mask`` → mask in
+    [0, 1] × noisy complex spectrum (noisy phase); such subclasses implement
+    ``estimate_mask(features (B, F, frames)) -> mask (B, F, frames)``. A model with another mapping (a complex
+    mask, say) overrides ``enhance_spectrum`` (and ``enhance_spectrum_step`` to stream) instead.
     The per-frequency input normalisation (``input_mean``, ``input_std`` buffers, saved in the state_dict) is
     learnt once by ``prepare`` / ``set_input_stats``; defaults 0 and 1 are the identity.
     """
@@ -227,8 +229,15 @@ class SpectralMaskDenoiser(Denoiser):
         """(B, F, frames) log-power features → per-frequency normalised (frame by frame, so streaming shares it)."""
         return (features - self.input_mean[:, None]) / self.input_std[:, None]
 
-    # Streaming (hushkit.streaming): a model whose mask estimator is causal over frames can run frame block by
-    # frame block, carrying its state; it says so and implements the two methods below.
+    def enhance_spectrum(self, real: Tensor, imag: Tensor) -> tuple[Tensor, Tensor]:
+        """Noisy complex spectrum (real, imag), each (B, F, frames) → the enhanced one. Default: the real mask
+        of ``estimate_mask`` on the normalised log power."""
+        mask = self.estimate_mask(self.normalise(self._log_magnitude(real, imag)))
+        return real * mask, imag * mask
+
+    # Streaming (hushkit.streaming): a model whose spectral mapping is causal over frames can run frame block by
+    # frame block, carrying its state; it says so (``supports_streaming``), gives its initial state and either
+    # ``estimate_mask_step`` (real-mask models) or, for any other mapping, ``enhance_spectrum_step``.
     @property
     def supports_streaming(self) -> bool:
         return False
@@ -242,12 +251,18 @@ class SpectralMaskDenoiser(Denoiser):
         that running all frames in any split equals ``estimate_mask`` on all of them at once."""
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
+    def enhance_spectrum_step(self, real: Tensor, imag: Tensor, state: list[Tensor]
+                              ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The next frames' noisy spectrum (real, imag), each (B, F, M), M >= 1, and the state after the frames
+        before → (their enhanced spectrum, the new state), so that running all frames in any split equals
+        ``enhance_spectrum`` on all of them at once. Default: ``estimate_mask_step``'s real mask."""
+        mask, state = self.estimate_mask_step(self.normalise(self._log_magnitude(real, imag)), state)
+        return real * mask, imag * mask, state
+
     def forward(self, noisy: Tensor) -> Tensor:
         squeeze = noisy.dim() == 1
         if squeeze:
             noisy = noisy[None]
-        real, imag = self.stft(noisy)
-        feats = self.normalise(self._log_magnitude(real, imag))
-        mask = self.estimate_mask(feats)
-        enhanced = self.istft(real * mask, imag * mask, noisy.shape[-1])
+        real, imag = self.enhance_spectrum(*self.stft(noisy))
+        enhanced = self.istft(real, imag, noisy.shape[-1])
         return enhanced[0] if squeeze else enhanced
