@@ -62,17 +62,17 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator
 
     `path` may be missing or an empty folder. Anything else is refused up front (OutputError) unless `replace`:
     then the old folder is replaced as a whole, and only once the new one is complete."""
-    path = Path(path)
+    named, path = path, Path(os.path.abspath(path))  # "." or "a/.." needs a real name and parent to sit beside
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: is a file, not a folder")
+        raise OutputError(f"{named}: is a file, not a folder")
     if path.is_dir() and any(path.iterdir()) and not replace:
-        raise OutputError(f"{path}: folder exists and is not empty; choose another or pass --overwrite to replace "
+        raise OutputError(f"{named}: folder exists and is not empty; choose another or pass --overwrite to replace "
                           "it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as err:
-        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from err
+        raise OutputError(f"{named}: cannot write ({err.strerror or err})") from err
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs get the usual permissions
