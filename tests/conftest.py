@@ -73,6 +73,19 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def crnn_checkpoint(tmp_path_factory) -> Path:
+    """A crnn checkpoint with fresh seeded weights and non-trivial input statistics, for the enhancement tests."""
+    import torch
+
+    from hushkit.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("crnn")
+    model.set_input_stats(torch.full((model.n_bins,), -5.0), torch.full((model.n_bins,), 3.0))
+    return save_checkpoint(tmp_path_factory.mktemp("crnn") / "model.pt", model.eval())
+
+
+@pytest.fixture(scope="session")
 def tiny_params() -> dict:
     overlay = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     return deep_merge(load_params(ROOT / "params.yaml"), overlay)

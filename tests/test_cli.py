@@ -82,3 +82,55 @@ def test_default_model_is_the_pipelines_best(tmp_path, checkpoint, monkeypatch):
     result = runner.invoke(app, ["enhance", str(src), "-o", "o.wav"])
     assert result.exit_code == 0, result.output
     assert "crced" in result.output and (tmp_path / "o.wav").is_file()
+
+
+def _corrupt_onnx(tmp_path, onnx_model):
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(onnx_model.read_bytes()[:200])  # cut short: protobuf cannot parse it
+    return path
+
+
+def _zero_rate_onnx(tmp_path, onnx_model):
+    import onnx
+
+    model = onnx.load(str(onnx_model))
+    for prop in model.metadata_props:
+        if prop.key == "sample_rate":
+            prop.value = "0"
+    path = tmp_path / "zero_rate.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _broken_graph_onnx(tmp_path, onnx_model):
+    import onnx
+
+    model = onnx.load(str(onnx_model))
+    del model.graph.node[0]  # a later node's input is now produced by nothing
+    path = tmp_path / "broken_graph.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _random_pt(tmp_path, onnx_model):
+    path = tmp_path / "random.pt"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return path
+
+
+@pytest.mark.parametrize("make, problem", [
+    (_corrupt_onnx, "not an ONNX model"),
+    (_zero_rate_onnx, "recorded sample rate '0' is not a positive whole number of Hz"),
+    (_broken_graph_onnx, "onnxruntime cannot load it"),
+    (_random_pt, "not a hushkit checkpoint (not a torch.save archive)"),
+])
+def test_unusable_model_file_is_one_line_naming_it(tmp_path, onnx_model, make, problem):
+    model = make(tmp_path, onnx_model)
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(1600, np.float32), 16000)
+    result = runner.invoke(app, ["enhance", str(src), "-o", str(tmp_path / "o.wav"), "--model", str(model)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}: ") and problem in lines[0]
+    assert "file an issue" not in lines[0]
+    assert not (tmp_path / "o.wav").exists()

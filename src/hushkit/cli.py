@@ -56,10 +56,12 @@ def enhance(
     inputs: list[str] = typer.Argument(
         ..., metavar="INPUT",
         help="Audio files (any format soundfile reads), folders (searched recursively) or globs; quote a glob "
-             "to let hushkit expand it (** included)."),
+             "to let hushkit expand it (** included). `-`: a live raw PCM stream on standard input (with -o -)."),
     output: Path = typer.Option(
         ..., "-o", "--output",
-        help="The output file for one input file; otherwise a folder, under which the inputs' tree is mirrored."),
+        help="The output file for one input file; otherwise a folder, under which the inputs' tree is mirrored. "
+             "`-`: standard output (with INPUT -). An existing output file is left alone (reported, exit 2) "
+             "unless --overwrite."),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", show_default="the best model of the last dvc repro",
         help="Checkpoint (.pt), exported .onnx or .ts file, MLflow URI (models:/NAME@champion, models:/NAME/3, "
@@ -67,37 +69,93 @@ def enhance(
     stream: bool = typer.Option(
         False, "--stream",
         help="Streaming path (causal models: crnn, crced): chunk by chunk with all state carried; equals offline "
-             "whole-file processing."),
-    chunk_seconds: float = typer.Option(10.0, "--chunk-seconds", min=0.01,
-                                        help="Audio enhanced at a time: memory is bounded by this, not the file."),
+             "whole-file processing. Always on for a live stream (INPUT -)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
+    chunk_seconds: Optional[float] = typer.Option(
+        None, "--chunk-seconds", min=0.001, show_default="10 s for files, 0.01 s (10 ms) for a live stream",
+        help="Audio enhanced at a time: memory is bounded by this, not the file. A live stream's block."),
     overlap_seconds: float = typer.Option(0.5, "--overlap-seconds", min=0.0,
                                           help="Overlap of neighbouring chunks, cross-faded (at most half a chunk)."),
+    rate: Optional[int] = typer.Option(None, "--rate", show_default="16000",
+                                       help="Live stream (INPUT -): sample rate of the raw PCM, in and out."),
+    channels: Optional[int] = typer.Option(None, "--channels", show_default="1",
+                                           help="Live stream (INPUT -): channels of the raw PCM, in and out."),
 ) -> None:
-    """Denoise files, folders and globs; each output keeps its input's sample rate, channels and subtype."""
+    """Denoise files, folders and globs; each output keeps its input's sample rate, channels and subtype, and is
+    written to a temp file renamed into place (a failed file leaves nothing). A file that cannot be read or
+    written is reported in one line naming it and the run goes on; the exit code is 2 if any was not enhanced.
+
+    Live: `arecord -f S16_LE -r 16000 -c 1 | hushkit enhance - -o - | aplay -f S16_LE -r 16000 -c 1` reads raw
+    signed 16-bit little-endian PCM (--rate, --channels) from standard input and writes the enhanced PCM in the
+    same format to standard output block by block as it arrives (10 ms blocks; messages go to standard error).
+    The output is as long as the input and trails it by a fixed delay: its first frames are that delay's
+    silence (the model's latency, e.g. 512 frames = 32 ms for crnn at 16 kHz, plus the resamplers' delay at
+    another rate; printed at the start with the measured processing time per block, and again at the end).
+    """
     from hushkit.audio import AudioReadError
     from hushkit.enhance import plan_outputs
     from hushkit.inference import load_enhancer
 
+    live = "-" in inputs or str(output) == "-"
     with _one_line_errors(AudioReadError, FileNotFoundError, ValueError):
-        if not stream and overlap_seconds > chunk_seconds / 2:  # streaming has no overlap
+        if live:
+            from hushkit.live import BLOCK_SECONDS, check_format
+
+            if inputs != ["-"] or str(output) != "-":
+                raise ValueError("a live stream reads standard input and writes standard output: give `-` as the "
+                                 "only INPUT and `-o -`")
+            rate, channels = 16000 if rate is None else rate, 1 if channels is None else channels
+            chunk_seconds = BLOCK_SECONDS if chunk_seconds is None else chunk_seconds
+            check_format(rate, channels, round(chunk_seconds * rate))
+        elif rate is not None or channels is not None:
+            raise ValueError("--rate and --channels describe raw PCM on standard input: they need INPUT `-`")
+        chunk_seconds = 10.0 if chunk_seconds is None else chunk_seconds
+        if not (stream or live) and overlap_seconds > chunk_seconds / 2:  # streaming has no overlap
             raise ValueError(f"--overlap-seconds {overlap_seconds} is more than half of --chunk-seconds "
                              f"{chunk_seconds}")
-        pairs = plan_outputs(inputs, output)
+        pairs = [] if live else plan_outputs(inputs, output)
         enhancer = load_enhancer(model or best_trained_model())
-        if stream:
+        if stream or live:
             enhancer.streamer()  # refuses a model that cannot stream, before any file is touched
-    failed = _enhance_all(pairs, enhancer, stream=stream, chunk_seconds=chunk_seconds,
-                          overlap_seconds=overlap_seconds)
+    if live:
+        return _enhance_live(enhancer, rate, channels, round(chunk_seconds * rate))
+    failed, skipped = _enhance_all(pairs, enhancer, stream=stream, overwrite=overwrite, chunk_seconds=chunk_seconds,
+                                   overlap_seconds=overlap_seconds)
     if len(pairs) > 1:
-        typer.echo(f"{len(pairs) - failed} of {len(pairs)} files enhanced into {output} with {enhancer.description}")
-    if failed:
+        problems = [f"{skipped} skipped (output exists; --overwrite replaces it)"] if skipped else []
+        problems += [f"{failed} failed"] if failed else []
+        typer.echo(f"{len(pairs) - failed - skipped} of {len(pairs)} files enhanced into {output} with "
+                   f"{enhancer.description}" + "".join(f"; {problem}" for problem in problems))
+    if failed or skipped:
         raise typer.Exit(code=ERROR)
 
 
-def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, chunk_seconds: float,
-                 overlap_seconds: float) -> int:
+def _enhance_live(enhancer, rate: int, channels: int, block_frames: int) -> None:
+    """Standard input to standard output (nothing else on it); latency lines and errors on standard error."""
+    import os
+    import sys
+
+    import torch
+
+    from hushkit.live import run_live
+
+    # A block is a few STFT frames: splitting that work over threads costs more in hand-offs than it saves, and a
+    # thread waiting for a busy core stalls the block (p95 in the hundreds of ms on a loaded machine).
+    torch.set_num_threads(1)
+    with _one_line_errors(ValueError):
+        run = run_live(sys.stdin.buffer, sys.stdout.buffer, enhancer, rate=rate, channels=channels,
+                       block_frames=block_frames, report=lambda line: typer.echo(line, err=True))
+    if run.ended == "output closed":  # the reader went away: no second BrokenPipeError when Python exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if run.ended == "interrupted":
+        raise typer.Exit(code=130)
+
+
+def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, overwrite: bool, chunk_seconds: float,
+                 overlap_seconds: float) -> tuple[int, int]:
     """Enhance every (source, destination) pair with a progress bar (on a terminal) over files and each file's
-    audio; an unusable file is reported (one line naming it) and skipped. Returns how many failed."""
+    audio. A file that cannot be read or written is reported (one line naming it) and the rest go on; an existing
+    destination is left alone unless `overwrite` (reported too). Returns (failed, skipped) counts."""
     import sys
 
     import soundfile as sf
@@ -106,14 +164,22 @@ def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, chun
 
     from hushkit.audio import AudioReadError
     from hushkit.enhance import enhance_file
+    from hushkit.io import OutputError
 
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    failed = 0
+    failed = skipped = 0
     with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as progress:
         files = progress.add_task("files", total=len(pairs))
         for source, destination in pairs:
+            progress.advance(files)
+            # print(), not typer.echo: rich's live display redirects sys.stdout/stderr to print above the bars
+            if destination.exists() and not overwrite:
+                skipped += 1
+                print(f"error: {destination}: exists; pass --overwrite to replace it ({source} not enhanced)",
+                      file=sys.stderr)
+                continue
             try:
                 frames = sf.info(str(source)).frames
             except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -123,29 +189,30 @@ def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, chun
                 seconds = enhance_file(source, destination, enhancer, chunk_seconds=chunk_seconds,
                                        overlap_seconds=overlap_seconds, stream=stream,
                                        on_progress=lambda n, task=audio: progress.advance(task, n))
-            # print(), not typer.echo: rich's live display redirects sys.stdout/stderr to print above the bars
-            except (AudioReadError, FileNotFoundError, ValueError) as err:
+            except (AudioReadError, FileNotFoundError, ValueError, OutputError) as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
             else:
                 print(f"{destination}: {seconds:.2f} s enhanced with {enhancer.description}")
             progress.remove_task(audio)
-            progress.advance(files)
-    return failed
+    return failed, skipped
 
 
 def _models(references: list[str], params: dict) -> dict[str, str]:
     """NAME=REF or REF (named after its folder when it is data/train/<arch>/model.pt, else its file stem); none
-    given: every architecture the last `dvc repro` trained."""
+    given: every architecture the last `dvc repro` trained. Two models under one name are refused."""
     if not references:
         found = {arch: Path("data/train") / arch / "model.pt" for arch in params["train"]["architectures"]}
         return {arch: str(path) for arch, path in found.items() if path.is_file()}
-    models = {}
+    models: dict[str, str] = {}
     for reference in references:
         name, _, ref = reference.rpartition("=") if "=" in reference else ("", "", reference)
         path = Path(ref)
         # data/train/<arch>/model.pt and data/export/<arch>/model.onnx are named after their architecture
-        models[name or (path.parent.name if path.stem == "model" else path.stem)] = ref
+        name = name or (path.absolute().parent.name if path.stem == "model" else path.stem)
+        if name in models:
+            raise ValueError(f"two models named {name!r} ({models[name]} and {ref}); name them with -m NAME=REF")
+        models[name] = ref
     return models
 
 
@@ -153,24 +220,31 @@ def _models(references: list[str], params: dict) -> dict[str, str]:
 def evaluate(
     clean: Path = typer.Option(..., "--clean", help="Folder of clean reference recordings."),
     noisy: Path = typer.Option(..., "--noisy", help="Folder of the same recordings with noise (same file names)."),
-    out: Path = typer.Option(Path("hushkit-evaluation"), "--out", "-o", help="Where to write the report."),
+    out: Path = typer.Option(
+        Path("hushkit-evaluation"), "--out", "-o",
+        help="Folder for the report: written in a temp folder beside it and moved into place when complete (a "
+             "failed run leaves it as it was). It must be missing or an empty folder, unless --overwrite."),
     model: list[str] = typer.Option([], "--model", "-m", show_default="every model the last dvc repro trained",
                                     help="A model to score, NAME=REF or REF (checkpoint, ONNX file, MLflow URI); "
-                                         "repeat for several."),
+                                         "repeat for several. NAME: letters, digits, '.', '_', '-'."),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml for the baselines list."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --out folder as a whole (once the new report is "
+                                        "complete)."),
 ) -> None:
     """Score your own paired recordings with every baseline and model: leaderboard, plots, listening report."""
     from hushkit.audio import AudioReadError
     from hushkit.evaluation.folders import evaluate_folders
+    from hushkit.io import OutputError
     from hushkit.params import load_params
 
     params = load_params(params_file) if params_file.is_file() else {"train": {"architectures": []}, "evaluate": {}}
     settings = params.get("evaluate", {})
-    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError):
+    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError, OutputError):
         board = evaluate_folders(clean, noisy, out, models=_models(model, params),
                                  baselines=settings.get("baselines") or ["noisy", "dsp", "rnnoise", "deepfilternet3"],
                                  dnsmos_files=settings.get("dnsmos_files"),
-                                 report_examples=int(settings.get("report_examples", 4)))
+                                 report_examples=int(settings.get("report_examples", 4)), overwrite=overwrite)
     typer.echo((out / "leaderboard.md").read_text())
     typer.echo(f"{len(board)} systems scored; report: {out / 'report.html'}")
 
@@ -321,3 +395,7 @@ def params_command(
         tmp.write_text(text, encoding="utf-8")
     shown = ", ".join(changed) if changed else "nothing (already applied)"
     typer.echo(f"{target}: profile {profile} applied; changed {shown}", err=True)
+
+
+if __name__ == "__main__":  # python -m hushkit.cli: the command without the installed entry point
+    app(prog_name="hushkit")

@@ -9,9 +9,13 @@ Two paths, both reading and writing the file block by block:
   has a quarter of the overlap (125 ms) of context on either side that its output never contributes to. For a
   model whose receptive field fits in that margin (crced; crnn once its RNN state has forgotten its start) the
   result equals whole-file processing; a file shorter than a chunk *is* whole-file processing.
-* **streaming** (``stream=True``, causal models: crnn, crced): the file goes through ``StreamingEnhancer`` (and
-  streaming resamplers) block by block with all state carried, so the output equals whole-file offline
-  processing exactly (float rounding aside), with the latency removed.
+* **streaming** (``stream=True``, causal models: crnn, crced): the file goes through a ``ResampledStream`` (a
+  ``StreamingEnhancer`` between streaming resamplers) block by block with all state carried, so the output equals
+  whole-file offline processing exactly (float rounding aside), with the latency removed. ``hushkit.live`` runs the
+  same stream on raw PCM from standard input.
+
+An output is written through a temp file and renamed into place; one that cannot be written is an OutputError
+naming it.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import soxr
 
 from hushkit.audio import AudioReadError
 from hushkit.inference import Enhancer
-from hushkit.io import atomic_path
+from hushkit.io import OutputError, atomic_output
 
 # Extensions whose format libsndfile names differently (soundfile otherwise takes the extension, upper-cased).
 FORMAT_ALIASES = {"AIF": "AIFF", "AIFC": "AIFF", "OGA": "OGG", "OPUS": "OGG", "SPH": "NIST", "SF": "IRCAM"}
@@ -99,6 +103,9 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], output: Path) -> list[tupl
     single = len(inputs) == 1 and Path(inputs[0]).is_file()
     if single and not output.is_dir():
         pairs = [(jobs[0].source, output)]
+    elif output.exists() and not output.is_dir():
+        raise ValueError(f"{output}: is a file; with several inputs (or a folder or glob) --output is the folder "
+                         "to write them under")
     else:
         pairs = [(job.source, output / job.relative) for job in jobs]
     seen: dict[Path, Path] = {}
@@ -210,33 +217,40 @@ def _chunked(handle: sf.SoundFile, enhancer: Enhancer, chunk: int, overlap: int)
         yield pending, 0
 
 
-def _streamed(handle: sf.SoundFile, enhancer: Enhancer, chunk: int) -> Iterator[tuple[np.ndarray, int]]:
-    """The whole file through one StreamingEnhancer, resampled with streaming resamplers (their state carried
-    too); the model's latency is dropped from the front so the output lines up with the input."""
-    streamer = enhancer.streamer()
-    rate, model_rate, channels = handle.samplerate, enhancer.sample_rate, handle.channels
-    resampling = rate != model_rate
-    if resampling:
-        to_model = soxr.ResampleStream(rate, model_rate, channels, dtype="float32", quality="HQ")
-        back = soxr.ResampleStream(model_rate, rate, channels, dtype="float32", quality="HQ")
-    skip, written, total = streamer.latency, 0, handle.frames
+class ResampledStream:
+    """A StreamingEnhancer at any rate and channel count: (frames, channels) blocks at `rate` in, enhanced blocks at
+    `rate` out, the model's latency dropped from the front (the output lines up with the input). Rates other than
+    the model's go through streaming resamplers, their state carried like the model's. The resamplers work in
+    bursts, so a block's output may be shorter or longer than the block; `push(..., last=True)` ends the stream
+    and returns everything left."""
 
-    def through(audio: np.ndarray, last: bool) -> np.ndarray:
-        nonlocal skip
-        x = to_model.resample_chunk(audio, last=last) if resampling else audio
-        y = streamer.process(np.ascontiguousarray(x.T)).T
+    def __init__(self, enhancer: Enhancer, rate: int, channels: int):
+        self.streamer = enhancer.streamer()
+        self.channels = channels
+        self._resampling = rate != enhancer.sample_rate
+        if self._resampling:
+            self._to_model = soxr.ResampleStream(rate, enhancer.sample_rate, channels, dtype="float32", quality="HQ")
+            self._back = soxr.ResampleStream(enhancer.sample_rate, rate, channels, dtype="float32", quality="HQ")
+        self._skip = self.streamer.latency
+
+    def push(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        x = self._to_model.resample_chunk(audio, last=last) if self._resampling else audio
+        y = self.streamer.process(np.ascontiguousarray(x.T)).T
         if last:
-            y = np.concatenate([y, streamer.flush().reshape(channels, -1).T])
-        cut = min(skip, len(y))
-        y, skip = y[cut:], skip - cut
-        return back.resample_chunk(np.ascontiguousarray(y), last=last) if resampling else y
+            y = np.concatenate([y, self.streamer.flush().reshape(self.channels, -1).T])
+        cut = min(self._skip, len(y))
+        y, self._skip = y[cut:], self._skip - cut
+        return self._back.resample_chunk(np.ascontiguousarray(y), last=last) if self._resampling else y
 
+
+def _streamed(handle: sf.SoundFile, enhancer: Enhancer, chunk: int) -> Iterator[tuple[np.ndarray, int]]:
+    """The whole file through one ResampledStream, cut or padded to the file's length."""
+    stream, written, total = ResampledStream(enhancer, handle.samplerate, handle.channels), 0, handle.frames
     for block in _blocks(handle, chunk, 0):
-        out = through(block, last=False)[: max(0, total - written)]
+        out = stream.push(block)[: max(0, total - written)]
         written += len(out)
         yield out, len(block)
-    out = _fit(through(np.zeros((0, channels), np.float32), last=True), max(0, total - written))
-    yield out, 0
+    yield _fit(stream.push(np.zeros((0, handle.channels), np.float32), last=True), max(0, total - written)), 0
 
 
 def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike, enhancer: Enhancer, *,
@@ -255,16 +269,19 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike, 
         overlap = min(int(round(overlap_seconds * rate)), chunk // 2)
         chunk = block_step(rate, enhancer.sample_rate, chunk - overlap) + overlap
         parts = _streamed(handle, enhancer, chunk) if stream else _chunked(handle, enhancer, chunk, overlap)
-        with atomic_path(output_path) as tmp:
+        with atomic_output(output_path) as tmp:
             try:
                 sink = sf.SoundFile(str(tmp), "w", samplerate=rate, channels=channels, subtype=subtype,
                                     format=out_format)
             except (sf.LibsndfileError, RuntimeError) as err:
                 raise ValueError(f"{output_path}: cannot write {out_format} {subtype} at {rate} Hz with {channels} "
-                                 f"channel(s) ({err})") from None
+                                 f"channel(s) ({getattr(err, 'error_string', err)})") from None
             with sink:
                 for audio, consumed in parts:
-                    sink.write(np.clip(audio, -1.0, 1.0))
+                    try:
+                        sink.write(np.clip(audio, -1.0, 1.0))
+                    except sf.LibsndfileError as err:  # e.g. a full disk
+                        raise OutputError(f"{output_path}: cannot write ({err.error_string})") from None
                     if on_progress and consumed:
                         on_progress(consumed)
     return frames / rate

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -57,8 +58,10 @@ def from_checkpoint(path: Path) -> Enhancer:
 
     if is_torchscript_archive(path):
         return from_torchscript(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise ValueError(f"{path}: not a hushkit checkpoint (not a torch.save archive)")
     model, meta = load_checkpoint(path)
-    return Enhancer(lambda audio: enhance_waveform(model, audio), int(meta["sample_rate"]),
+    return Enhancer(lambda audio: enhance_waveform(model, audio), _sample_rate(meta, path),
                     f"{meta['model']} ({path})", model=model)
 
 
@@ -66,11 +69,21 @@ def from_onnx(path: Path) -> Enhancer:
     import onnx
     import onnxruntime as ort
 
-    metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    from google.protobuf.message import DecodeError
+
+    try:
+        metadata = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except DecodeError as err:
+        raise ValueError(f"{path}: not an ONNX model (corrupt or another kind of file: {err})") from None
     if "sample_rate" not in metadata:
         raise ValueError(f"{path}: ONNX file has no hushkit sample_rate metadata; export it with hushkit")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return Enhancer(lambda audio: session.run(None, {"noisy": audio})[0], int(metadata["sample_rate"]),
+    rate = _sample_rate(metadata, path)
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's own exception classes (InvalidGraph, Fail, ...): one line naming the file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: onnxruntime cannot load it ({reason})") from None
+    return Enhancer(lambda audio: session.run(None, {"noisy": audio})[0], rate,
                     f"{metadata.get('model', 'onnx')} ({path})")
 
 
@@ -83,7 +96,20 @@ def from_torchscript(path: Path) -> Enhancer:
     def run(audio: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(audio)).numpy()
 
-    return Enhancer(run, int(meta["sample_rate"]), f"{meta.get('model', 'torchscript')} ({path})")
+    return Enhancer(run, _sample_rate(meta, path), f"{meta.get('model', 'torchscript')} ({path})")
+
+
+def _sample_rate(meta: dict, path: Path) -> int:
+    """The sample rate a model file records, checked: a positive whole number of Hz."""
+    value = meta.get("sample_rate")
+    try:
+        rate = int(value)
+    except (TypeError, ValueError):
+        rate = 0
+    if rate <= 0:
+        raise ValueError(f"{path}: recorded sample rate {value!r} is not a positive whole number of Hz; re-export "
+                         "the model with hushkit")
+    return rate
 
 
 def _configure_mlflow():

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,61 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+class OutputError(OSError):
+    """An output that cannot be written, or that would replace something not asked to be replaced; the message
+    names the output (never a temp file) and the reason."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """`atomic_path` for an output a user named: an OS error while making its folder, writing the temp file or
+    renaming it (a read-only folder, a file where a folder should be, a full disk) is an OutputError naming `path`.
+    An OSError raised inside the block counts as a write failure too, so read inputs with their own errors."""
+    try:
+        with atomic_path(path) as tmp:
+            yield tmp
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from err
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new temp folder beside `path` (same filesystem, so the final move is a rename); it becomes `path`
+    only if the block succeeds, else it is removed: a failed run leaves `path` as it was.
+
+    `path` may be missing or an empty folder. Anything else is refused up front (OutputError) unless `replace`:
+    then the old folder is replaced as a whole, and only once the new one is complete."""
+    named, path = path, Path(os.path.abspath(path))  # "." or "a/.." needs a real name and parent to sit beside
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{named}: is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not replace:
+        raise OutputError(f"{named}: folder exists and is not empty; choose another or pass --overwrite to replace "
+                          "it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise OutputError(f"{named}: cannot write ({err.strerror or err})") from err
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs get the usual permissions
+        if path.is_dir() and any(path.iterdir()):  # replace: move the old one aside, then the new one in
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)  # onto nothing or an empty folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

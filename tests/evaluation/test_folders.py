@@ -71,3 +71,77 @@ def test_cli_reports_mismatched_names_clearly(folders, tmp_path):
                                       "--out", str(tmp_path / "out"), "--params", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2
     assert "file names do not match" in result.output and "talk" in result.output
+
+
+def _silent_clean(clean, noisy, tmp_path):
+    sf.write(clean / "talk.wav", np.zeros(sf.info(clean / "talk.wav").frames, np.float32), 44100)
+    return clean / "talk.wav", "silent (level -inf dBFS, below -60); a clean reference must hold the speech", []
+
+
+def _nan_noisy(clean, noisy, tmp_path):
+    audio, rate = sf.read(noisy / "talk.flac", dtype="float32")
+    audio[1000] = np.nan
+    (noisy / "talk.flac").unlink()
+    sf.write(noisy / "talk.wav", audio, rate, subtype="FLOAT")
+    return noisy / "talk.wav", "contains NaN or infinite samples", []
+
+
+def _escaping_name(clean, noisy, tmp_path):
+    return "model name '../../escape'", "use letters, digits, '.', '_' and '-'", ["-m", "../../escape=model.pt"]
+
+
+def _out_holding_the_inputs(clean, noisy, tmp_path):
+    return tmp_path, f"holds the input folder {clean}", ["--out", str(tmp_path), "--overwrite"]
+
+
+@pytest.mark.parametrize("spoil", [_silent_clean, _nan_noisy, _escaping_name, _out_holding_the_inputs])
+def test_cli_names_the_users_file_or_option_in_one_line(folders, tmp_path, monkeypatch, spoil):
+    clean, noisy = folders
+    named, problem, args = spoil(clean, noisy, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["evaluate", "--clean", str(clean), "--noisy", str(noisy), "--out",
+                                      str(tmp_path / "out"), "--params", str(tmp_path / "none.yaml"), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {named}") and problem in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "noisy"]  # nothing written, here or above
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_out_is_replaced_only_when_asked_and_only_once_complete(folders, tmp_path, monkeypatch):
+    from hushkit.evaluation import folders as module
+    from hushkit.io import OutputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's")
+    with pytest.raises(OutputError, match="not empty; choose another or pass --overwrite"):
+        evaluate_folders(*folders, out, models={}, baselines=["noisy"])
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+    def scorer_dies(*args, **kwargs):  # after the pairs were prepared (written) in the new folder
+        raise RuntimeError("scorer died")
+
+    monkeypatch.setattr(module, "score_system", scorer_dies)
+    with pytest.raises(RuntimeError, match="scorer died"):
+        evaluate_folders(*folders, out, models={}, baselines=["noisy"], overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]  # a failed run changes nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "noisy", "out"]  # and leaves no temp folder
+    monkeypatch.undo()
+
+    evaluate_folders(*folders, out, models={}, baselines=["noisy"], dnsmos_files=0, report_examples=0,
+                     overwrite=True)
+    assert (out / "leaderboard.json").is_file() and not (out / "mine.txt").exists()  # replaced as a whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "noisy", "out"]
+
+
+def test_model_names_are_checked(folders, tmp_path):
+    for name, match in (("a/b", "use letters"), (".hidden", "use letters"), ("dsp", "also a baseline's")):
+        with pytest.raises(ValueError, match=match):
+            evaluate_folders(*folders, tmp_path / "out", models={name: "model.pt"}, baselines=["noisy", "dsp"])
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["evaluate", "--clean", str(folders[0]), "--noisy", str(folders[1]), "-m",
+                                      "x/net.pt", "-m", "y/net.pt", "--out", str(tmp_path / "out"),
+                                      "--params", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2  # one name for two models: the second no longer silently replaces the first
+    assert "two models named 'net' (x/net.pt and y/net.pt); name them with -m NAME=REF" in result.output

@@ -1,5 +1,9 @@
 """`hushkit evaluate --clean DIR --noisy DIR`: score a user's own paired recordings with every system and write the
-same leaderboard, plots and listening report as the pipeline."""
+same leaderboard, plots and listening report as the pipeline.
+
+Every pair is checked before any scoring (finite samples, long enough, not silent), so a bad recording is named as
+the user named it, not as its working copy. The evaluation is written into a temp folder beside `out` and moved
+into place once complete: a failed run leaves `out` as it was."""
 from __future__ import annotations
 
 import re
@@ -8,15 +12,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hushkit.audio import read_audio, resample, to_mono
+from hushkit.audio import AudioReadError, peak, read_audio, resample, rms_db, to_mono
 from hushkit.evaluation import systems
 from hushkit.evaluation.results import example_ids, write_evaluation
 from hushkit.evaluation.scoring import score_system, spread
-from hushkit.io import write_audio
+from hushkit.io import atomic_folder, write_audio
 from hushkit.mixing import snr_db, snr_level
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 LENGTH_TOLERANCE_S = 0.01   # a clean/noisy pair may differ by this much (codec padding); longer ones are cut to it
+# What the scoring's input check (check_mixture_files) requires of every prepared file, checked here first so that
+# a failure names the user's file: long enough to score, and not (near) digital silence.
+MIN_SECONDS, MIN_LEVEL_DB = 0.25, -60.0
+# A system's name labels its rows and names its folder under `out`: no path separators, no leading dot or dash.
+SYSTEM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_system_name(name: str, taken: set[str]) -> None:
+    """ValueError unless `name` can name a model's scores and folder (and is not a baseline's name)."""
+    if not SYSTEM_NAME.fullmatch(name):
+        raise ValueError(f"model name {name!r}: use letters, digits, '.', '_' and '-' (at most 64, starting with a "
+                         "letter or digit); give it as -m NAME=REF")
+    if name in taken:
+        raise ValueError(f"model name {name!r} is also a baseline's; give another as -m NAME=REF")
 
 
 def audio_files(folder: Path) -> dict[str, Path]:
@@ -62,6 +80,8 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
         signals = []
         for path in (clean_path, noisy_path):
             audio, source_rate = read_audio(path)
+            if not np.all(np.isfinite(audio)):
+                raise AudioReadError(f"{path}: contains NaN or infinite samples")
             signals.append(resample(to_mono(audio), source_rate, rate))
         clean, noisy = signals
         if abs(len(clean) - len(noisy)) > LENGTH_TOLERANCE_S * rate:
@@ -69,6 +89,17 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
                              f"{len(clean) / rate:.3f} s; a pair must be the same recording")
         length = min(len(clean), len(noisy))
         clean, noisy = clean[:length], noisy[:length]
+        if length < MIN_SECONDS * rate:
+            raise ValueError(f"{noisy_path}: {length / rate:.3f} s long; scoring needs at least {MIN_SECONDS} s")
+        for path, audio, role in ((clean_path, clean, "a clean reference must hold the speech"),
+                                  (noisy_path, noisy, "nothing to enhance")):
+            level = rms_db(audio) if peak(audio) > 0 else float("-inf")
+            if level < MIN_LEVEL_DB:
+                raise ValueError(f"{path}: silent (level {level:.1f} dBFS, below {MIN_LEVEL_DB:g}); {role}")
+        # Resampling can overshoot full scale a little: one gain for both files, which SNR, SI-SDR and STOI ignore.
+        loudest = max(peak(clean), peak(noisy))
+        if loudest > 1.0:
+            clean, noisy = clean / loudest, noisy / loudest
         file_id = f"{n:05d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:60]
         write_audio(work / "clean" / f"{file_id}.wav", clean, rate)
         write_audio(work / "noisy" / f"{file_id}.wav", noisy, rate)
@@ -82,27 +113,37 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
 
 
 def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, str], baselines: list[str],
-                     rate: int = 16000, dnsmos_files: int | None = None, report_examples: int = 4) -> pd.DataFrame:
+                     rate: int = 16000, dnsmos_files: int | None = None, report_examples: int = 4,
+                     overwrite: bool = False) -> pd.DataFrame:
     """Score every baseline and model (name → reference) on the paired folders; writes the evaluation to `out`
-    and returns the leaderboard."""
-    out = Path(out)
+    and returns the leaderboard. `out` must be missing or an empty folder unless `overwrite`, which replaces it as
+    a whole once the new evaluation is complete (never a folder holding the inputs)."""
+    clean, noisy, out = Path(clean), Path(noisy), Path(out)
+    for name in models:
+        check_system_name(name, {"noisy", *baselines})
+    for folder in (clean, noisy):
+        if out.resolve() == folder.resolve() or out.resolve() in folder.resolve().parents:
+            raise ValueError(f"{out}: holds the input folder {folder}; write the evaluation elsewhere")
     pairs = pair_files(clean, noisy)
-    work = out / "audio"
-    test = prepare(pairs, work, rate)
-    kinds = {"noisy": "input", **{b: "baseline" for b in baselines if b != "noisy"},
-             **{name: "model" for name in models}}
-    specs = {name: systems.baseline(name) for name in kinds if kinds[name] != "model"}
-    specs.update({name: systems.model(reference) for name, reference in models.items()})
-    dnsmos_ids, shown = spread(test, dnsmos_files), example_ids(test, report_examples)
-    tables, folders = [], {}
-    for name, spec in specs.items():
-        system_dir = out / "systems" / name
-        tables.append(score_system(name, spec, work, test, system_dir / "checks", dnsmos_ids=dnsmos_ids,
-                                   examples=(system_dir / "examples", shown)))
-        if kinds[name] != "input":
-            folders[name] = system_dir / "examples"
-    per_file = pd.concat(tables, ignore_index=True)
-    intro = (f"{len(test)} pairs from {Path(noisy)} (noisy) and {Path(clean)} (clean), resampled to {rate} Hz mono; "
-             "SNR levels are the measured input SNRs rounded to 5 dB.")
-    return write_evaluation(out, per_file, kinds, mix=work, test=test, examples=folders,
-                            title="hushkit evaluation of your recordings", intro=intro)
+    for reference in models.values():  # a model that does not load is named now, not after the baselines ran;
+        systems.build.__wrapped__(systems.model(reference), rate)  # uncached: the scoring processes load their own
+    with atomic_folder(out, replace=overwrite) as work_out:
+        work = work_out / "audio"
+        test = prepare(pairs, work, rate)
+        kinds = {"noisy": "input", **{b: "baseline" for b in baselines if b != "noisy"},
+                 **{name: "model" for name in models}}
+        specs = {name: systems.baseline(name) for name in kinds if kinds[name] != "model"}
+        specs.update({name: systems.model(reference) for name, reference in models.items()})
+        dnsmos_ids, shown = spread(test, dnsmos_files), example_ids(test, report_examples)
+        tables, folders = [], {}
+        for name, spec in specs.items():
+            system_dir = work_out / "systems" / name
+            tables.append(score_system(name, spec, work, test, system_dir / "checks", dnsmos_ids=dnsmos_ids,
+                                       examples=(system_dir / "examples", shown)))
+            if kinds[name] != "input":
+                folders[name] = system_dir / "examples"
+        per_file = pd.concat(tables, ignore_index=True)
+        intro = (f"{len(test)} pairs from {noisy} (noisy) and {clean} (clean), resampled to {rate} Hz mono; "
+                 "SNR levels are the measured input SNRs rounded to 5 dB.")
+        return write_evaluation(work_out, per_file, kinds, mix=work, test=test, examples=folders,
+                                title="hushkit evaluation of your recordings", intro=intro)
