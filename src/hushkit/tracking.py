@@ -155,7 +155,8 @@ def _is_free(model: Any, now: float) -> bool:
 
 def _holder(model: Any) -> str:
     tags = model.tags
-    return f"{tags.get('holder', '?')} (since {tags.get('acquired_at', '?')}, lease until {tags.get('expires_at', '?')})"
+    return (f"{tags.get('holder', '?')} (since {tags.get('acquired_at', '?')}, lease until "
+            f"{tags.get('expires_at', '?')})")
 
 
 class StoreLock:
