@@ -256,3 +256,62 @@ def store_lock(client: Any, resource: str, *, lease: float | None = None, wait: 
         yield lock
     finally:
         lock.release()
+
+
+# --- one run per attempt at a resumable job ---------------------------------------------------------------------
+PREVIOUS_ATTEMPT_TAG = "hushkit.previous_attempt"   # on a run: the run of the attempt before it, which died
+NEXT_ATTEMPT_TAG = "hushkit.next_attempt"           # on a dead attempt's run: the run of the attempt after it
+
+
+@contextlib.contextmanager
+def attempt_run(mlflow, marker: str | os.PathLike, **start_run: Any) -> Iterator[Any]:
+    """`mlflow.start_run(**start_run)` for one attempt at a job that a later attempt may resume (training).
+
+    `marker`, a small file beside the job's resumable state, names the run while it is open. A process killed with
+    no chance to close its run (SIGKILL, out of memory, a lost machine) leaves the run RUNNING and the marker
+    behind: the next attempt ends that run as KILLED, and the two runs name each other (PREVIOUS_ATTEMPT_TAG,
+    NEXT_ATTEMPT_TAG), so no run shows as running forever. Each attempt keeps a run of its own, with its true status,
+    times and durations, rather than reopening the dead one across the gap."""
+    from pathlib import Path
+
+    from hushkit.io import write_json
+
+    marker = Path(marker)
+    previous = _close_abandoned_run(marker)
+    try:
+        with mlflow.start_run(**start_run) as run:
+            write_json(marker, {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()})
+            if previous is not None:
+                client, dead = previous
+                mlflow.set_tag(PREVIOUS_ATTEMPT_TAG, dead)
+                client.set_tag(dead, NEXT_ATTEMPT_TAG, run.info.run_id)
+            yield run
+    finally:
+        marker.unlink(missing_ok=True)   # the run is closed (FINISHED, or FAILED by an exception)
+
+
+def _close_abandoned_run(marker: Any) -> tuple[Any, str] | None:
+    """The run `marker` names, ended as KILLED if it is still RUNNING (its process died); its client and id."""
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        saved = json.loads(marker.read_text())
+        run_id, uri = saved["run_id"], saved["tracking_uri"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: {marker}: unreadable ({err}); cannot close the run of the attempt before")
+        return None
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if client.get_run(run_id).info.status != "RUNNING":
+            return None
+        client.set_terminated(run_id, "KILLED")
+    except MlflowException as err:   # that store or run is gone: nothing left to close
+        print(f"warning: cannot close run {run_id} of the attempt before at {uri}: {err.message}")
+        return None
+    print(f"closed run {run_id} as KILLED: the attempt before this one died while it ran")
+    return client, run_id

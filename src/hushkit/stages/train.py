@@ -92,18 +92,28 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     mlflow = tracking.setup(params.get("mlflow", {}))
     parent = tracking.parent_run_id(mlflow, params)
     state_path = Path(state_dir) / f"{arch}.pt"
-    with mlflow.start_run(run_name=f"train-{arch}", parent_run_id=parent) as run:
+    # An attempt killed outright (SIGKILL) left its run RUNNING: closed as KILLED here (see tracking.attempt_run).
+    with tracking.attempt_run(mlflow, Path(state_dir) / f"{arch}.run.json", run_name=f"train-{arch}",
+                              parent_run_id=parent) as run:
         mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device),
                          "precision": "float32" if precision is None else f"mixed {precision}"})
         mlflow.log_params({**tracking.flatten(settings, "train."), "model.n_params": n_params,
                            **tracking.flatten(model.config, "model.")})
         mlflow.log_metrics({"n_params": n_params, "macs_per_second": macs})
         started = time.perf_counter()
+        logged: set[int] = set()
+
+        def log_epoch(metrics: dict[str, float], epoch: int) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+            logged.add(epoch)
+
         trainer = Trainer(model, train, val, config, device, state_path=state_path,
                           fingerprint=resume_fingerprint(settings, features),
-                          mixed_precision=settings.get("mixed_precision", "auto"),
-                          on_epoch=lambda metrics, epoch: mlflow.log_metrics(metrics, step=epoch))
+                          mixed_precision=settings.get("mixed_precision", "auto"), on_epoch=log_epoch)
         history = trainer.fit()
+        for row in history:   # epochs an earlier attempt trained (resumed from its state): this run's curves too
+            if row["epoch"] not in logged:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
         log_audio_examples(mlflow, model, val, rate, settings.get("audio_examples", 3))
