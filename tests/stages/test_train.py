@@ -115,3 +115,10 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
     assert done.data.tags[tracking.PREVIOUS_ATTEMPT_TAG] == dead.info.run_id
     assert sorted(m.step for m in client.get_metric_history(done.info.run_id, "val_loss")) == [1, 2, 3]
     assert not list(state_dir.glob("*")), "the finished stage left resume files behind"
+    # What else the weights depend on, recorded with the run and in the checkpoint.
+    from hushkit.models import load_checkpoint
+
+    _, meta = load_checkpoint(tmp_path / "out" / "model.pt")
+    machine = meta["environment"]
+    assert machine["cpu.model"] and machine["threads"] == "1" and machine["torch"] and machine["onednn"] != "none"
+    assert all(done.data.tags[f"env.{key}"] == value for key, value in machine.items())

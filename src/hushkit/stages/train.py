@@ -22,6 +22,7 @@ from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.training.data import PackedSplit
+from hushkit.training.determinism import environment, pin_cpu
 from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype, pick_device
 
 # Resumable training state lives outside DVC's outputs (DVC deletes a stage's outputs before rerunning it).
@@ -70,6 +71,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
     """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
     features, out = Path(features), Path(out)
     settings = architecture_params(train_params, arch)
+    # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
+    pin_cpu(settings.get("threads"), settings.get("cpu_isa", "native"))
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
     rate = int(summary["sample_rate"])
@@ -97,6 +100,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
                               parent_run_id=parent) as run:
         mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device),
                          "precision": "float32" if precision is None else f"mixed {precision}"})
+        machine = environment()   # what else the weights depend on: CPU, threads, kernel caps, library builds
+        mlflow.set_tags({f"env.{key}": value for key, value in machine.items()})
         mlflow.log_params({**tracking.flatten(settings, "train."), "model.n_params": n_params,
                            **tracking.flatten(model.config, "model.")})
         mlflow.log_metrics({"n_params": n_params, "macs_per_second": macs})
@@ -119,7 +124,7 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, s
         log_audio_examples(mlflow, model, val, rate, settings.get("audio_examples", 3))
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
-                        train_params=settings)
+                        train_params=settings, environment=machine)
         mlflow.log_artifact(str(out / "model.pt"), artifact_path="checkpoint")
         write_table(out / "history.csv", pd.DataFrame(history))
         write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,

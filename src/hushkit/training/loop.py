@@ -151,7 +151,8 @@ _PARAM_SECTIONS = {name: {key.partition(".")[2] for key in _PARAM_FIELDS if key.
                    for name in ("schedule", "early_stopping", "swa", "adversarial")}
 _REQUIRED_PARAMS = ("epochs", "batch_size", "steps_per_epoch", "lr")
 # Training settings that are not the loop's: the train stage reads them itself.
-_NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds"}
+_NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds",
+                  "threads", "cpu_isa"}
 
 
 def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
