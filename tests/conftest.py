@@ -46,6 +46,25 @@ def serve(folder: Path):
         thread.join(timeout=5)
 
 
+def sigkill_when(process, marker: str, timeout: float = 120) -> str:
+    """SIGKILL `process` (started with stdout=PIPE, text=True) once it prints a line containing `marker`; asserts it
+    died of it and returns what it printed."""
+    import signal
+
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if marker in line:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=timeout)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    return "".join(lines)
+
+
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 

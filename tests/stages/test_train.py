@@ -5,6 +5,7 @@ import pytest
 
 from hushkit.stages.train import crop_samples
 from hushkit.training.loop import TrainConfig
+from tests.conftest import sigkill_when
 
 
 def test_crop_length_defaults_to_the_features_stage():
@@ -62,7 +63,6 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
     import copy
     import os
     import shutil
-    import signal
     import subprocess
     import sys
 
@@ -87,18 +87,7 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
                                  str(hang_at)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
-    victim = stage(hang_at=1)
-    try:
-        lines = []
-        for line in victim.stdout:
-            lines.append(line)
-            if "SAVED epoch 1" in line:
-                victim.send_signal(signal.SIGKILL)
-                break
-        victim.wait(timeout=120)
-    finally:
-        victim.kill()
-    assert victim.returncode == -signal.SIGKILL, "".join(lines)
+    sigkill_when(stage(hang_at=1), "SAVED epoch 1")
 
     resumed = stage(hang_at=0)
     output, _ = resumed.communicate(timeout=600)
