@@ -242,7 +242,7 @@ def _acquire(client: Any, resource: str, lease: float, wait: float, poll: float)
             raise LockError(f"{resource!r} is busy: waited {wait:g} s for its lock, held by {busy}; try again "
                             "later")
         time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 1.5, 2.0)
+        delay = min(delay * 1.5, 0.5)   # a waiting process notices a release within half a second
 
 
 @contextlib.contextmanager
