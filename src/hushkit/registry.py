@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hushkit.tracking import store_lock
+from hushkit.tracking import StoreLock, store_lock
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -182,7 +182,7 @@ def promote(client: Any, name: str, *, metric: str = "pesq", min_margin: float =
                         user=user, reason=reason)
 
 
-def _promote(client: Any, name: str, lock: Any, *, metric: str, min_margin: float, candidate_alias: str,
+def _promote(client: Any, name: str, lock: StoreLock, *, metric: str, min_margin: float, candidate_alias: str,
              user: str | None, reason: str | None) -> Decision:
     model = _model(client, name)
     aliases = _aliases(model)
@@ -244,7 +244,7 @@ def _promote(client: Any, name: str, lock: Any, *, metric: str, min_margin: floa
     return decision
 
 
-def _make_champion(client: Any, name: str, lock: Any, decision: Decision, user: str | None,
+def _make_champion(client: Any, name: str, lock: StoreLock, decision: Decision, user: str | None,
                    reason: str | None) -> None:
     at, by = _now(), _user(user)
     lock.ensure_held()
@@ -264,7 +264,7 @@ def rollback(client: Any, name: str, *, user: str | None = None, reason: str | N
         return _rollback(client, name, lock, user=user, reason=reason)
 
 
-def _rollback(client: Any, name: str, lock: Any, *, user: str | None, reason: str | None) -> Rollback:
+def _rollback(client: Any, name: str, lock: StoreLock, *, user: str | None, reason: str | None) -> Rollback:
     current = _aliases(_model(client, name)).get(CHAMPION)
     if current is None:
         raise RegistryError(f"{name!r} has no @{CHAMPION}: nothing to roll back")
