@@ -46,6 +46,25 @@ def serve(folder: Path):
         thread.join(timeout=5)
 
 
+def sigkill_when(process, marker: str, timeout: float = 120) -> str:
+    """SIGKILL `process` (started with stdout=PIPE, text=True) once it prints a line containing `marker`; asserts it
+    died of it and returns what it printed."""
+    import signal
+
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if marker in line:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=timeout)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    return "".join(lines)
+
+
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -126,3 +145,74 @@ def features_dir(tiny_params, mix_dir) -> Path:
     features.run(tiny_params["features"], mix=mix_dir, corpus=mix_dir.parent / "corpus", out=out,
                  mix_params=tiny_params["mix"])
     return out
+
+
+# --- MLflow stores: a migrated sqlite template, and a tracking server on loopback ------------------------------
+@pytest.fixture(scope="session")
+def mlflow_template_store(tmp_path_factory) -> Path:
+    """An empty, migrated sqlite store: creating one costs seconds, copying it milliseconds."""
+    import os
+
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(path.parent)   # a local store makes ./mlruns for artifacts: not in the repo
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory, mlflow_template_store):
+    """`mlflow server` on 127.0.0.1 over a sqlite store of its own; yields its URL. Tests that share it use
+    registered-model names of their own."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("server")
+    shutil.copy(mlflow_template_store, root / "server.db")   # already migrated: the server starts faster
+    port = free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    process = subprocess.Popen(
+        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
+        cwd=root, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)   # its own session: the server and its worker
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

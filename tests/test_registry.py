@@ -2,12 +2,6 @@
 real `mlflow server` on 127.0.0.1. Versions are created directly with the tags the export stage sets: no model."""
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
@@ -22,27 +16,12 @@ OTHER_TEST_SET = "b" * 64
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-@pytest.fixture(scope="module")
-def template_store(tmp_path_factory):
-    """An empty, migrated sqlite store: creating one costs seconds, copying it milliseconds."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    cwd = os.getcwd()
-    os.chdir(path.parent)   # a local store makes ./mlruns for artifacts: not in the repo
-    try:
-        MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
-    finally:
-        os.chdir(cwd)
-    return path
-
-
 @pytest.fixture
-def store(tmp_path, template_store, monkeypatch):
+def store(tmp_path, mlflow_template_store, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)   # ./mlruns, the local artifact root, lands here
     path = tmp_path / "mlflow.db"
-    shutil.copy(template_store, path)
+    shutil.copy(mlflow_template_store, path)
     return f"sqlite:///{path}"
 
 
@@ -53,10 +32,10 @@ def client(store):
     return MlflowClient(tracking_uri=store, registry_uri=store)
 
 
-def add_versions(client, scores, test_set=TEST_SET, alias=None):
+def add_versions(client, scores, test_set=TEST_SET, alias=None, name=NAME):
     """One version per pesq score, tagged as export tags them; the last gets `alias` when given."""
-    if not client.search_registered_models(f"name = '{NAME}'"):
-        client.create_registered_model(NAME)
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
     experiment = client.get_experiment_by_name("unit") or client.get_experiment(client.create_experiment("unit"))
     made = []
     for n, pesq in enumerate(scores):
@@ -64,11 +43,11 @@ def add_versions(client, scores, test_set=TEST_SET, alias=None):
         tags = {"architecture": f"arch{n}", "git_commit": "c0ffee" * 6, registry.MANIFEST_TAG: test_set,
                 "params_sha256": "d" * 64, "test_pesq": f"{pesq:.4f}", "test_stoi": "0.9000",
                 "test_rtf": f"{0.1 / pesq:.4f}"}
-        version = client.create_model_version(NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
                                               tags=tags)
         made.append(str(version.version))
     if alias:
-        client.set_registered_model_alias(NAME, alias, made[-1])
+        client.set_registered_model_alias(name, alias, made[-1])
     return made
 
 
@@ -258,53 +237,27 @@ def test_cli_without_a_store_or_model_exits_2(client, store, tmp_path):
     assert result.exit_code == 2 and "no registered model" in result.output
 
 
+def test_cli_a_busy_registry_is_one_line_and_exit_2(client, store, monkeypatch):
+    import time
+
+    from hushkit import tracking
+
+    add_versions(client, [2.0])
+    client.create_registered_model(f"{NAME}.lock.1", tags={tracking.LOCK_OF_TAG: NAME, "holder": "ci-3 pid 9",
+                                                            "expires": repr(time.time() + 60)})
+    monkeypatch.setattr(tracking, "LOCK_WAIT_SECONDS", 0.3)
+    result = cli("promote", store=store)
+    assert result.exit_code == 2 and "is busy" in result.output and "ci-3 pid 9" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert CHAMPION not in client.get_registered_model(NAME).aliases
+
+
 # --- against an MLflow tracking server on loopback ----------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, template_store):
-    root = tmp_path_factory.mktemp("server")
-    shutil.copy(template_store, root / "server.db")   # already migrated: the server starts faster
-    port = free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    process = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)   # its own session: the server and its worker
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def test_promote_and_rollback_against_a_tracking_server(server, monkeypatch):
+def test_promote_and_rollback_against_a_tracking_server(mlflow_server, monkeypatch):
     from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    remote = MlflowClient(tracking_uri=server, registry_uri=server)
+    remote = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     add_versions(remote, [2.0, 2.4, 2.1], alias=CHALLENGER)   # every request costs: create all, move the alias
 
     def challenge(version):
@@ -318,5 +271,5 @@ def test_promote_and_rollback_against_a_tracking_server(server, monkeypatch):
     assert registry.rollback(remote, NAME).restored == "1" and champion(remote) == "1"
     assert [e["action"] for e in registry.history(remote, NAME)] == ["promote", "promote", "rollback"]
     # the CLI against the server's URI: v3 (2.1) beats the restored v1 (2.0)
-    result = runner.invoke(app, ["promote", "--tracking-uri", server, "--params", "no-such-params.yaml"])
+    result = runner.invoke(app, ["promote", "--tracking-uri", mlflow_server, "--params", "no-such-params.yaml"])
     assert result.exit_code == 0 and "promoted" in result.output and champion(remote) == "3", result.output

@@ -56,3 +56,73 @@ def test_relative_sqlite_store_is_the_repos_also_in_an_experiment_copy(monkeypat
     assert tracking_uri(section, cwd="/work/repo/.dvc/tmp/exps/tmpab12cd") == "sqlite:////work/repo/mlflow.db"
     assert tracking_uri({"tracking_uri": "sqlite:////abs/m.db"}, cwd="/x") == "sqlite:////abs/m.db"
     assert tracking_uri({"tracking_uri": "http://127.0.0.1:5000"}, cwd="/x") == "http://127.0.0.1:5000"
+
+
+# --- the store lock ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def client(tmp_path, mlflow_template_store, monkeypatch):
+    import shutil
+
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(mlflow_template_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def plant(client, generation, *, holder="host pid 1 dead", expires_in=60.0, released=False):
+    """A lock generation as another process would have left it."""
+    import time
+
+    tags = {tracking.LOCK_OF_TAG: "m", "holder": holder, "expires": repr(time.time() + expires_in)}
+    if released:
+        tags["released_at"] = "earlier"
+    client.create_registered_model(f"m.lock.{generation}", tags=tags)
+
+
+def lock_generations(client):
+    return {n: "released_at" in model.tags for n, model in tracking._generations(client, "m").items()}
+
+
+def test_the_lock_is_taken_released_and_pruned(client):
+    with tracking.store_lock(client, "m") as first:
+        assert first.generation == 1 and lock_generations(client) == {1: False}
+        first.ensure_held()
+    assert lock_generations(client) == {1: True}
+    with pytest.raises(KeyError):
+        with tracking.store_lock(client, "m"):
+            raise KeyError("boom")   # an error in the block still releases
+    assert lock_generations(client) == {2: True}   # the older generation was pruned
+
+
+def test_a_held_lock_makes_others_wait_then_fail_naming_the_holder(client):
+    plant(client, 1, holder="build-7 pid 42 abc")
+    with pytest.raises(tracking.LockError, match=r"'m' is busy: waited 0.5 s .*build-7 pid 42"):
+        with tracking.store_lock(client, "m", wait=0.5):
+            pytest.fail("entered a held lock")
+    assert lock_generations(client) == {1: False}
+
+
+def test_a_dead_holders_lock_is_taken_over_when_its_lease_ends(client):
+    plant(client, 1, expires_in=-1.0)   # its holder was SIGKILLed a lease ago
+    with tracking.store_lock(client, "m", wait=5) as lock:
+        assert lock.generation == 2 and lock_generations(client) == {2: False}
+
+
+def test_a_holder_whose_lease_ran_out_writes_nothing(client):
+    with pytest.raises(tracking.LockError, match="lease ran out"):
+        with tracking.store_lock(client, "m", lease=0.0) as lock:
+            lock.ensure_held()
+
+
+def test_a_number_taken_on_a_stale_view_holds_nothing(client, monkeypatch):
+    """A process that read the lock long ago may create a number that was pruned since: the newer generation
+    still stands, so that creation must not count as holding the lock."""
+    plant(client, 3, released=True)   # 1 and 2 were pruned long ago
+    real = tracking._generations
+    views = iter([{1: real(client, "m").get(3)}])   # the first read is stale: "1 is the newest, released"
+    monkeypatch.setattr(tracking, "_generations", lambda c, r: next(views, None) or real(c, r))
+    with tracking.store_lock(client, "m", wait=5) as lock:
+        assert lock.generation == 4
+    assert lock_generations(client) == {4: True}   # the stale 2 was handed back, then pruned

@@ -282,8 +282,9 @@ def _registry_errors() -> tuple[type[Exception], ...]:
     from mlflow.exceptions import MlflowException
 
     from hushkit.registry import RegistryError
+    from hushkit.tracking import LockError
 
-    return RegistryError, MlflowException, FileNotFoundError, ValueError
+    return RegistryError, LockError, MlflowException, FileNotFoundError, ValueError
 
 
 _MODEL_OPTION = typer.Option(None, "--model", show_default="params mlflow.registered_model, else hushkit-denoiser",

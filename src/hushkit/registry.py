@@ -1,6 +1,10 @@
 """The registry gate over MLflow aliases (stages are deprecated): `promote` moves `champion` to the candidate
 (`challenger`, set by the summary stage) only when it beats the champion on the same test set by a minimum margin,
-`rollback` restores the previous champion, and every move is recorded (version tags + a history tag)."""
+`rollback` restores the previous champion, and every move is recorded (version tags + a history tag).
+
+A move reads the aliases and the history, decides, then writes both: each one runs under the store-wide lock on
+the model (hushkit.tracking.store_lock), so concurrent promotes and rollbacks, from any host sharing the store,
+take effect one after the other, exactly as if they had been run in some order."""
 from __future__ import annotations
 
 import datetime
@@ -9,6 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from hushkit.tracking import StoreLock, store_lock
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -170,6 +176,14 @@ def promote(client: Any, name: str, *, metric: str = "pesq", min_margin: float =
     if not min_margin >= 0:
         raise ValueError(f"min_margin must be >= 0 (got {min_margin}): a negative margin would let a worse model "
                          "replace a better champion")
+    _model(client, name)   # a missing model is named before any lock is taken
+    with store_lock(client, name) as lock:
+        return _promote(client, name, lock, metric=metric, min_margin=min_margin, candidate_alias=candidate_alias,
+                        user=user, reason=reason)
+
+
+def _promote(client: Any, name: str, lock: StoreLock, *, metric: str, min_margin: float, candidate_alias: str,
+             user: str | None, reason: str | None) -> Decision:
     model = _model(client, name)
     aliases = _aliases(model)
     if candidate_alias in aliases:
@@ -199,7 +213,7 @@ def promote(client: Any, name: str, *, metric: str = "pesq", min_margin: float =
             f"version, or delete its tag {ROLLED_BACK_TAG} to let it compete again"))
     if current is None:
         decision = decide(True, f"no champion yet: {label}, {metric} {candidate_score:.4f}, becomes @{CHAMPION}")
-        _make_champion(client, name, decision, user, reason)
+        _make_champion(client, name, lock, decision, user, reason)
         return decision
 
     champion = client.get_model_version(name, current)
@@ -226,12 +240,14 @@ def promote(client: Any, name: str, *, metric: str = "pesq", min_margin: float =
     if margin < min_margin:
         return decide(False, f"refused: better by less than the minimum margin; {numbers}", champion_score, margin)
     decision = decide(True, f"promoted to @{CHAMPION}: {numbers}", champion_score, margin)
-    _make_champion(client, name, decision, user, reason)
+    _make_champion(client, name, lock, decision, user, reason)
     return decision
 
 
-def _make_champion(client: Any, name: str, decision: Decision, user: str | None, reason: str | None) -> None:
+def _make_champion(client: Any, name: str, lock: StoreLock, decision: Decision, user: str | None,
+                   reason: str | None) -> None:
     at, by = _now(), _user(user)
+    lock.ensure_held()
     why = f"{reason}; {decision.message}" if reason else decision.message
     client.set_registered_model_alias(name, CHAMPION, decision.candidate)
     for key, value in {"promoted_at": at, "promoted_by": by, "promotion_reason": why}.items():
@@ -243,6 +259,12 @@ def _make_champion(client: Any, name: str, decision: Decision, user: str | None,
 
 def rollback(client: Any, name: str, *, user: str | None = None, reason: str | None = None) -> Rollback:
     """Move `champion` back to the champion before it (as the history records) and record the rollback."""
+    _model(client, name)   # a missing model is named before any lock is taken
+    with store_lock(client, name) as lock:
+        return _rollback(client, name, lock, user=user, reason=reason)
+
+
+def _rollback(client: Any, name: str, lock: StoreLock, *, user: str | None, reason: str | None) -> Rollback:
     current = _aliases(_model(client, name)).get(CHAMPION)
     if current is None:
         raise RegistryError(f"{name!r} has no @{CHAMPION}: nothing to roll back")
@@ -261,6 +283,7 @@ def rollback(client: Any, name: str, *, user: str | None = None, reason: str | N
     client.get_model_version(name, restored)   # fails clearly if that version was deleted
     at, by = _now(), _user(user)
     message = f"rolled back @{CHAMPION} from v{current} to v{restored}"
+    lock.ensure_held()
     client.set_registered_model_alias(name, CHAMPION, restored)
     why = f"{reason}; {message}" if reason else message
     for key, value in {ROLLED_BACK_TAG: at, "rolled_back_by": by, "rollback_reason": why}.items():

@@ -1,8 +1,10 @@
-"""MLflow plumbing: one place decides the tracking URI and experiment, so every stage logs to the same store."""
+"""MLflow plumbing: one place decides the tracking URI and experiment, so every stage logs to the same store; the
+pipeline's parent run; and a lock over a store shared by processes and hosts (`store_lock`)."""
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -104,3 +106,212 @@ def parent_run_id(mlflow, params: dict[str, Any]) -> str:
                             tags={PIPELINE_TAG: key, "git_commit": git_commit(), "stage": "pipeline"})
     client.log_param(run.info.run_id, "architectures", ",".join(params.get("train", {}).get("architectures", [])))
     return run.info.run_id
+
+
+# --- a lock over a tracking store shared by processes and hosts ------------------------------------------------
+# MLflow offers no transaction or compare-and-set on a tag, but creating a registered model whose name is taken
+# fails atomically, in a sqlite store and behind a tracking server alike. The lock on `resource` is therefore a
+# numbered series of registered models `<resource>.lock.<n>`: whoever creates generation n+1 while generation n is
+# released (or its lease has run out) holds the lock. A crashed holder blocks the others only until its lease ends;
+# numbers are never reused while the newest generation exists, so no two processes can both take over from it.
+LOCK_OF_TAG = "hushkit.lock_of"        # on every generation: the resource it locks
+LOCK_LEASE_SECONDS = 120.0             # a holder that died (SIGKILL, lost host) blocks others this long at most
+LOCK_WAIT_SECONDS = 300.0              # how long to wait for a busy lock before giving up
+
+
+class LockError(RuntimeError):
+    """The lock could not be taken in time, or its lease ran out while held (the one-line message says which)."""
+
+
+def _lock_name(resource: str, generation: int) -> str:
+    return f"{resource}.lock.{generation}"
+
+
+def _generations(client: Any, resource: str) -> dict[int, Any]:
+    """The lock's generations in the store, by number."""
+    escaped = resource.replace("'", "\\'")
+    found: dict[int, Any] = {}
+    token = None
+    while True:
+        page = client.search_registered_models(f"tags.`{LOCK_OF_TAG}` = '{escaped}'", page_token=token)
+        for model in page:
+            prefix, _, number = model.name.rpartition(".")
+            if prefix == f"{resource}.lock" and number.isdigit():
+                found[int(number)] = model
+        token = page.token
+        if not token:
+            return found
+
+
+def _is_free(model: Any, now: float) -> bool:
+    tags = model.tags
+    if "released_at" in tags:
+        return True
+    try:
+        return float(tags.get("expires", "0")) < now
+    except ValueError:   # not written by this code: nothing to honour
+        return True
+
+
+def _holder(model: Any) -> str:
+    tags = model.tags
+    return (f"{tags.get('holder', '?')} (since {tags.get('acquired_at', '?')}, lease until "
+            f"{tags.get('expires_at', '?')})")
+
+
+class StoreLock:
+    """A held lock (see `store_lock`); `ensure_held()` before writing refuses to write on a lost lease."""
+
+    def __init__(self, client: Any, resource: str, generation: int, token: str, expires: float):
+        self.client, self.resource, self.generation = client, resource, generation
+        self.token, self.expires = token, expires
+
+    def ensure_held(self) -> None:
+        import time
+
+        newest = max(_generations(self.client, self.resource), default=0)
+        if time.time() >= self.expires or newest != self.generation:
+            raise LockError(f"lost the lock on {self.resource!r}: its lease ran out and another process may have "
+                            "taken it; nothing was written, try again")
+
+    def release(self) -> None:
+        import time
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_registered_model_tag(_lock_name(self.resource, self.generation), "released_at",
+                                                 _utc(time.time()))
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":   # gone: its lease ran out and a newer holder pruned it
+                raise
+
+
+def _utc(seconds: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _acquire(client: Any, resource: str, lease: float, wait: float, poll: float) -> StoreLock:
+    import random
+    import socket
+    import time
+    import uuid
+
+    from mlflow.exceptions import MlflowException
+
+    token = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + wait
+    delay = poll
+    while True:
+        generations = _generations(client, resource)
+        newest = max(generations, default=0)
+        current = generations.get(newest)
+        taken, expires = 0, 0.0
+        if current is not None and current.tags.get("holder") == token:
+            # Our creation went through although its reply did not reach us.
+            taken, expires = newest, float(current.tags["expires"])
+        elif current is None or _is_free(current, time.time()):
+            now = time.time()
+            expires = now + lease
+            tags = {LOCK_OF_TAG: resource, "holder": token, "acquired_at": _utc(now), "expires": repr(expires),
+                    "expires_at": _utc(expires), "lease_seconds": f"{lease:g}"}
+            try:
+                client.create_registered_model(
+                    _lock_name(resource, newest + 1), tags=tags,
+                    description=f"hushkit: serialises changes to {resource!r} (`hushkit promote/rollback`); "
+                                "managed automatically, leave it alone")
+                taken = newest + 1
+            except MlflowException as err:
+                if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+                    raise          # not a lost race: the store itself failed
+        if taken:
+            generations = _generations(client, resource)
+            if max(generations, default=0) == taken:
+                for older in sorted(n for n in generations if n < taken):   # released or expired: prune them
+                    try:
+                        client.delete_registered_model(_lock_name(resource, older))
+                    except MlflowException:
+                        pass       # another holder pruned it first
+                return StoreLock(client, resource, taken, token, expires)
+            # A number below the newest (pruned earlier, created again on a stale view) holds nothing: hand it back.
+            StoreLock(client, resource, taken, token, expires).release()
+        if time.monotonic() > deadline:
+            busy = _holder(generations[max(generations)]) if generations else "nobody"
+            raise LockError(f"{resource!r} is busy: waited {wait:g} s for its lock, held by {busy}; try again "
+                            "later")
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 1.5, 0.5)   # a waiting process notices a release within half a second
+
+
+@contextlib.contextmanager
+def store_lock(client: Any, resource: str, *, lease: float | None = None, wait: float | None = None,
+               poll: float = 0.1) -> Iterator[StoreLock]:
+    """Hold the store-wide lock on `resource` (e.g. a registered model's name) for the block: one holder at a time
+    across processes and hosts sharing the store. Released on leaving the block, also by an exception."""
+    lock = _acquire(client, resource, LOCK_LEASE_SECONDS if lease is None else lease,
+                    LOCK_WAIT_SECONDS if wait is None else wait, poll)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+# --- one run per attempt at a resumable job ---------------------------------------------------------------------
+PREVIOUS_ATTEMPT_TAG = "hushkit.previous_attempt"   # on a run: the run of the attempt before it, which died
+NEXT_ATTEMPT_TAG = "hushkit.next_attempt"           # on a dead attempt's run: the run of the attempt after it
+
+
+@contextlib.contextmanager
+def attempt_run(mlflow, marker: str | os.PathLike, **start_run: Any) -> Iterator[Any]:
+    """`mlflow.start_run(**start_run)` for one attempt at a job that a later attempt may resume (training).
+
+    `marker`, a small file beside the job's resumable state, names the run while it is open. A process killed with
+    no chance to close its run (SIGKILL, out of memory, a lost machine) leaves the run RUNNING and the marker
+    behind: the next attempt ends that run as KILLED, and the two runs name each other (PREVIOUS_ATTEMPT_TAG,
+    NEXT_ATTEMPT_TAG), so no run shows as running forever. Each attempt keeps a run of its own, with its true status,
+    times and durations, rather than reopening the dead one across the gap."""
+    from pathlib import Path
+
+    from hushkit.io import write_json
+
+    marker = Path(marker)
+    previous = _close_abandoned_run(marker)
+    try:
+        with mlflow.start_run(**start_run) as run:
+            write_json(marker, {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()})
+            if previous is not None:
+                client, dead = previous
+                mlflow.set_tag(PREVIOUS_ATTEMPT_TAG, dead)
+                client.set_tag(dead, NEXT_ATTEMPT_TAG, run.info.run_id)
+            yield run
+    finally:
+        marker.unlink(missing_ok=True)   # the run is closed (FINISHED, or FAILED by an exception)
+
+
+def _close_abandoned_run(marker: Any) -> tuple[Any, str] | None:
+    """The run `marker` names, ended as KILLED if it is still RUNNING (its process died); its client and id."""
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        saved = json.loads(marker.read_text())
+        run_id, uri = saved["run_id"], saved["tracking_uri"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: {marker}: unreadable ({err}); cannot close the run of the attempt before")
+        return None
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        if client.get_run(run_id).info.status != "RUNNING":
+            return None
+        client.set_terminated(run_id, "KILLED")
+    except MlflowException as err:   # that store or run is gone: nothing left to close
+        print(f"warning: cannot close run {run_id} of the attempt before at {uri}: {err.message}")
+        return None
+    print(f"closed run {run_id} as KILLED: the attempt before this one died while it ran")
+    return client, run_id

@@ -110,6 +110,15 @@ def _result(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout[done.stdout.index("{"):])
 
 
+def test_the_ephemeral_server_gets_time_to_start_on_a_busy_machine(tmp_path):
+    """Prefect's default (20 s) is shorter than a first start takes on a loaded 2-core machine."""
+    probe = ("import pipelines.retrain; from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS "
+             "as timeout; print(timeout.value())")
+    done = run([sys.executable, "-c", probe], ROOT, isolated_env(tmp_path / "prefect-home"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) >= 120
+
+
 @pytest.fixture(scope="module")
 def toy_prefect_env(tmp_path_factory) -> dict[str, str]:
     """One Prefect home for the toy flow runs: its database is set up once (seconds)."""

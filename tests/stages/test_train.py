@@ -5,6 +5,7 @@ import pytest
 
 from hushkit.stages.train import crop_samples
 from hushkit.training.loop import TrainConfig
+from tests.conftest import sigkill_when
 
 
 def test_crop_length_defaults_to_the_features_stage():
@@ -28,3 +29,85 @@ def test_the_loop_config_accepts_the_stage_key():
     config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "steps_per_epoch": 1, "lr": 1e-3,
                                       "segment_seconds": 0.5}, segment=8000)
     assert config.segment == 8000 and config.val_segment == 0
+
+
+# --- a stage killed outright, then resumed ----------------------------------------------------------------------
+KILLABLE_STAGE = """
+import sys, time
+from pathlib import Path
+import torch, yaml
+import hushkit.training.loop as loop
+from hushkit.stages import train
+
+params_file, features, out, state_dir, hang_at = sys.argv[1:6]
+params = yaml.safe_load(Path(params_file).read_text())
+torch.set_num_threads(1)
+save = loop.save_training_state
+
+def save_then_hang(path, fingerprint, state):
+    save(path, fingerprint, state)
+    print(f"SAVED epoch {state['epoch']}", flush=True)
+    if state["epoch"] == int(hang_at):
+        time.sleep(300)   # mid-training, its state saved: wait here to be killed
+
+loop.save_training_state = save_then_hang
+train.run(params["train"], arch="crced", features=Path(features), out=Path(out), state_dir=Path(state_dir),
+          params=params)
+"""
+
+
+def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features_dir, mlflow_template_store,
+                                                          tmp_path):
+    """SIGKILL after epoch 1 of 3: the resumed stage closes the dead attempt's run as KILLED, links the two runs,
+    and its own run (FINISHED) holds every epoch's curve."""
+    import copy
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from hushkit import tracking
+
+    params = copy.deepcopy(tiny_params)
+    params["train"]["models"]["crced"].update(epochs=3, steps_per_epoch=2, checkpoint_every=1, audio_examples=1)
+    params["mlflow"]["experiment"] = "killed"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "stage.py").write_text(KILLABLE_STAGE)
+    shutil.copy(mlflow_template_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop(tracking.PARENT_ENV, None)
+    state_dir = tmp_path / "resume"
+
+    def stage(hang_at: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "stage.py", "params.yaml", str(features_dir), "out", str(state_dir),
+                                 str(hang_at)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    sigkill_when(stage(hang_at=1), "SAVED epoch 1")
+
+    resumed = stage(hang_at=0)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "resuming from epoch 1" in output
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("killed")
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'train'", order_by=["attributes.start_time"])
+    assert [run.info.status for run in runs] == ["KILLED", "FINISHED"]
+    assert f"closed run {runs[0].info.run_id} as KILLED" in output
+    dead, done = runs
+    assert dead.data.tags[tracking.NEXT_ATTEMPT_TAG] == done.info.run_id
+    assert done.data.tags[tracking.PREVIOUS_ATTEMPT_TAG] == dead.info.run_id
+    assert sorted(m.step for m in client.get_metric_history(done.info.run_id, "val_loss")) == [1, 2, 3]
+    assert not list(state_dir.glob("*")), "the finished stage left resume files behind"
+    # What else the weights depend on, recorded with the run and in the checkpoint.
+    from hushkit.models import load_checkpoint
+
+    _, meta = load_checkpoint(tmp_path / "out" / "model.pt")
+    machine = meta["environment"]
+    assert machine["cpu.model"] and machine["threads"] == "1" and machine["torch"] and machine["onednn"] != "none"
+    assert all(done.data.tags[f"env.{key}"] == value for key, value in machine.items())

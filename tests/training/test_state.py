@@ -2,7 +2,6 @@
 process) that resume to exactly the weights of an uninterrupted run."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import torch
 
 from hushkit.training.loop import Trainer
 from hushkit.training.state import load_training_state, save_training_state
+from tests.conftest import sigkill_when
 from tests.training.test_loop import TINY_CRCED, synthetic_split, tiny_config, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -210,18 +210,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, mixing):
     save_pools(tmp_path / "data" / "pools")
     state_path = tmp_path / "state.pt"
 
-    victim = child(tmp_path, str(state_path), "never.pt", hang_at=2, mixing=mixing)
-    try:
-        lines = []
-        for line in victim.stdout:
-            lines.append(line)
-            if "HANGING" in line:
-                victim.send_signal(signal.SIGKILL)
-                break
-        victim.wait(timeout=60)
-    finally:
-        victim.kill()
-    assert victim.returncode == -signal.SIGKILL, "".join(lines)
+    sigkill_when(child(tmp_path, str(state_path), "never.pt", hang_at=2, mixing=mixing), "HANGING", timeout=60)
     assert torch.load(state_path, weights_only=True)["epoch"] == 1
 
     resumed = finish(child(tmp_path, str(state_path), "resumed.pt", mixing=mixing))

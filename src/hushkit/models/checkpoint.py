@@ -3,7 +3,10 @@
 Payload (a plain dict, written atomically with ``torch.save``)::
 
     {"format": "hushkit-checkpoint/1", "model": name, "args": model.config, "state_dict": ...,
-     "sample_rate": int, "versions": {"hushkit", "torch", "python"}, **extra}
+     "sample_rate": int, "versions": {"hushkit", "torch", "numpy", "python"}, **extra}
+
+The train stage adds `environment` (hushkit.training.determinism.environment(): CPU, threads, kernel caps, MKL and
+oneDNN builds), so a checkpoint that differs from another's can be explained.
 
 Everything in it is tensors, containers and primitives, so loading uses ``torch.load(weights_only=True)``: a
 checkpoint cannot execute code. ``save_checkpoint`` converts numpy scalars/arrays and paths in ``extra`` to
@@ -65,7 +68,7 @@ def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> P
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
         "sample_rate": int(model.sample_rate),
         "versions": {"hushkit": str(hushkit.__version__), "torch": str(torch.__version__),
-                     "python": platform.python_version()},
+                     "numpy": np.__version__, "python": platform.python_version()},
         **{key: _plain(value, repr(key)) for key, value in extra.items()},
     }
     path = Path(path)

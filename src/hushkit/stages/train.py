@@ -22,6 +22,7 @@ from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.training.data import PackedSplit
+from hushkit.training.determinism import environment, pin_cpu
 from hushkit.training.dynamic import training_source
 from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype, pick_device
 
@@ -71,6 +72,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
     features, out = Path(features), Path(out)
     settings = architecture_params(train_params, arch, available_models())
+    # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
+    pin_cpu(settings.get("threads"), settings.get("cpu_isa", "native"))
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
     rate = int(summary["sample_rate"])
@@ -94,24 +97,36 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     mlflow = tracking.setup(params.get("mlflow", {}))
     parent = tracking.parent_run_id(mlflow, params)
     state_path = Path(state_dir) / f"{arch}.pt"
-    with mlflow.start_run(run_name=f"train-{arch}", parent_run_id=parent) as run:
+    # An attempt killed outright (SIGKILL) left its run RUNNING: closed as KILLED here (see tracking.attempt_run).
+    with tracking.attempt_run(mlflow, Path(state_dir) / f"{arch}.run.json", run_name=f"train-{arch}",
+                              parent_run_id=parent) as run:
         mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device),
                          "precision": "float32" if precision is None else f"mixed {precision}"})
+        machine = environment()   # what else the weights depend on: CPU, threads, kernel caps, library builds
+        mlflow.set_tags({f"env.{key}": value for key, value in machine.items()})
         mlflow.log_params({**tracking.flatten(settings, "train."), "model.n_params": n_params,
                            **tracking.flatten(model.config, "model.")})
         mlflow.log_metrics({"n_params": n_params, "macs_per_second": macs})
         started = time.perf_counter()
+        logged: set[int] = set()
+
+        def log_epoch(metrics: dict[str, float], epoch: int) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+            logged.add(epoch)
+
         trainer = Trainer(model, train, val, config, device, state_path=state_path,
                           fingerprint=resume_fingerprint(settings, features),
-                          mixed_precision=settings.get("mixed_precision", "auto"),
-                          on_epoch=lambda metrics, epoch: mlflow.log_metrics(metrics, step=epoch))
+                          mixed_precision=settings.get("mixed_precision", "auto"), on_epoch=log_epoch)
         history = trainer.fit()
+        for row in history:   # epochs an earlier attempt trained (resumed from its state): this run's curves too
+            if row["epoch"] not in logged:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
         log_audio_examples(mlflow, model, val, rate, settings.get("audio_examples", 3))
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
-                        train_params=settings)
+                        train_params=settings, environment=machine)
         mlflow.log_artifact(str(out / "model.pt"), artifact_path="checkpoint")
         write_table(out / "history.csv", pd.DataFrame(history))
         write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,

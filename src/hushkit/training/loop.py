@@ -152,7 +152,7 @@ _PARAM_SECTIONS = {name: {key.partition(".")[2] for key in _PARAM_FIELDS if key.
 _REQUIRED_PARAMS = ("epochs", "batch_size", "steps_per_epoch", "lr")
 # Training settings that are not the loop's: the train stage reads them itself.
 _NOT_LOOP_KEYS = {"model", "model_args", "device", "mixed_precision", "audio_examples", "segment_seconds", "mixing",
-                  "dynamic_mixing"}
+                  "dynamic_mixing", "threads", "cpu_isa"}
 
 
 def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
