@@ -39,7 +39,7 @@ import torch, yaml
 import hushkit.training.loop as loop
 from hushkit.stages import train
 
-params_file, features, out, state_dir, hang_at = sys.argv[1:6]
+params_file, features, rirs, out, state_dir, hang_at = sys.argv[1:7]
 params = yaml.safe_load(Path(params_file).read_text())
 torch.set_num_threads(1)
 save = loop.save_training_state
@@ -51,13 +51,13 @@ def save_then_hang(path, fingerprint, state):
         time.sleep(300)   # mid-training, its state saved: wait here to be killed
 
 loop.save_training_state = save_then_hang
-train.run(params["train"], arch="crced", features=Path(features), out=Path(out), state_dir=Path(state_dir),
-          params=params)
+train.run(params["train"], arch="crced", features=Path(features), rirs=Path(rirs), out=Path(out),
+          state_dir=Path(state_dir), params=params)
 """
 
 
-def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features_dir, mlflow_template_store,
-                                                          tmp_path):
+def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features_dir, rirs_dir,
+                                                          mlflow_template_store, tmp_path):
     """SIGKILL after epoch 1 of 3: the resumed stage closes the dead attempt's run as KILLED, links the two runs,
     and its own run (FINISHED) holds every epoch's curve."""
     import copy
@@ -83,7 +83,7 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
     state_dir = tmp_path / "resume"
 
     def stage(hang_at: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "stage.py", "params.yaml", str(features_dir), "out", str(state_dir),
+        return subprocess.Popen([sys.executable, "stage.py", "params.yaml", str(features_dir), str(rirs_dir), "out", str(state_dir),
                                  str(hang_at)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 

@@ -137,7 +137,7 @@ class Pool:
     """Utterances or clips concatenated into one flat tensor, with their offsets and lengths."""
 
     def __init__(self, audio: np.ndarray, index: pd.DataFrame, device: torch.device):
-        self.audio = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(device)
+        self.audio = torch.from_numpy(np.array(audio, dtype=np.float32)).to(device)  # a copy: pools are read-only maps
         self.lengths = np.array(index.length, dtype=np.int64)
         self.offset = torch.tensor(np.array(index.offset, dtype=np.int64), device=device)
         self.length = torch.tensor(self.lengths, device=device)
