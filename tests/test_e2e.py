@@ -56,7 +56,9 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         for system in ("noisy", arch, "improvement"):
             assert {"pesq", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovr"} <= set(metrics[system])
             assert all(np.isfinite(v) for v in metrics[system].values())
-        assert metrics[arch]["rtf"] > 0
+        assert "rtf" not in metrics[arch]  # a timing: in the stage's timing.json, not in a DVC metric
+        assert json.loads((data / "evaluate" / arch / "timing.json").read_text())["rtf"] > 0
+        assert json.loads((data / "train" / arch / "timing.json").read_text())["train_seconds"] > 0
         export = json.loads((data / "export" / arch / "export.json").read_text())
         assert export["parity_max_abs_error"] <= 1e-4 and export["torchscript_parity_max_abs_error"] <= 1e-4
     summary = json.loads((data / "summary" / "summary.json").read_text())
@@ -75,17 +77,24 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         assert (data / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
     report = (data / "summary" / "report.html").read_text()
     assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
+    timing = json.loads((data / "summary" / "timing.json").read_text())
+    assert set(timing) == set(board) and all(entry["rtf"] is not None for entry in timing.values())
+    assert all(timing[arch]["train_seconds"] > 0 for arch in archs)
 
 
 def test_registry_and_tracking(repo, tiny_params):
     repo, _ = repo
     from mlflow import MlflowClient
 
+    from hushkit.io import sha256_file
+    from hushkit.tracking import CHECKPOINT_TAG
+
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     summary = json.loads((repo / "data" / "summary" / "summary.json").read_text())
     version = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
     assert version.tags["architecture"] == summary["best"]
-    assert str(version.version) == summary["best_registry_version"]
+    best_checkpoint = sha256_file(repo / "data" / "train" / summary["best"] / "model.pt")
+    assert version.tags[CHECKPOINT_TAG] == best_checkpoint and float(version.tags["test_rtf"]) > 0
 
     parents = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                                  filter_string="tags.stage = 'pipeline'")
@@ -97,7 +106,9 @@ def test_registry_and_tracking(repo, tiny_params):
     assert sorted(c.data.tags["architecture"] for c in children) == sorted(tiny_params["train"]["architectures"])
     for child in children:
         assert {"train_loss", "val_loss", "grad_norm_mean", "n_params", "macs_per_second", "train_seconds",
-                "test_pesq", "test_si_sdr"} <= set(child.data.metrics)
+                "test_pesq", "test_si_sdr", "test_rtf"} <= set(child.data.metrics)
+        checkpoint = repo / "data" / "train" / child.data.tags["architecture"] / "model.pt"
+        assert child.data.tags[CHECKPOINT_TAG] == sha256_file(checkpoint)  # how evaluate and export find it
         assert child.data.params["train.model"] == child.data.tags["architecture"]
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "audio_examples")]
         assert any(path.endswith("_enhanced.wav") for path in artifacts)
@@ -118,10 +129,13 @@ def test_dag_and_nothing_reruns_when_nothing_changed(repo, tiny_params):
 
 
 def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params):
+    """In a temporary copy (`--temp`, as `--queue` runs too): it logs to the repo's MLflow store, and evaluate and
+    export find the copy's training run there by the checkpoint's hash."""
     repo, env = repo
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo, env)
-    out = run(["dvc", "exp", "run", "-n", "crced-lr", "-S", "++train.models.crced.lr=0.01"], repo, env).stdout
+    out = run(["dvc", "exp", "run", "--temp", "-n", "crced-lr", "-S", "++train.models.crced.lr=0.01"], repo,
+              env).stdout
     for stage in ("train@crced", "evaluate@crced", "export@crced", "summary"):
         assert f"Running stage '{stage}'" in out
     for stage in ("train@crnn", "evaluate@segan", "baseline@noisy", "features"):
@@ -134,6 +148,9 @@ def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params
     runs = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                               filter_string="tags.architecture = 'crced' and params.`train.lr` = '0.01'")
     assert len(runs) == 1
+    assert {"test_pesq", "test_rtf"} <= set(runs[0].data.metrics)  # evaluate logged into the copy's training run
+    versions = client.search_model_versions(f"name = 'hushkit-denoiser' and run_id = '{runs[0].info.run_id}'")
+    assert len(versions) == 1  # and export registered it from there
 
 
 def test_nan_mixture_stops_the_next_stage_naming_the_file(repo):
@@ -162,3 +179,33 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     assert "Stage 'download' didn't change" in out
     for stage in stage_names(tiny_params)[1:]:
         assert f"Running stage '{stage}'" in out
+
+
+def _output_hashes(repo: Path) -> dict[str, str]:
+    """sha256 of every file of every DVC output (dvc.lock's outs; a folder: each file in it), by path."""
+    import hashlib
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    hashes = {}
+    for stage in lock.values():
+        for out in stage.get("outs", []):
+            path = repo / out["path"]
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    hashes[file.relative_to(repo).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return hashes
+
+
+def test_the_same_inputs_give_byte_identical_outputs(repo):
+    """Every stage run again on the same inputs (`dvc repro --force`) writes every output byte for byte as before, so
+    identical results never look changed to `dvc repro`, `dvc status` or `dvc exp`. Timings, MLflow run ids and
+    registry versions, new on every run, live in the stages' timing files and MLflow, not in outputs."""
+    repo, env = repo
+    lock_outs = lambda: {name: [(o["path"], o["md5"]) for o in stage.get("outs", [])]  # noqa: E731
+                         for name, stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()}
+    before, outs_before = _output_hashes(repo), lock_outs()
+    run(["dvc", "repro", "--force"], repo, env)
+    after = _output_hashes(repo)
+    assert set(after) == set(before)
+    assert sorted(path for path in before if before[path] != after[path]) == []
+    assert lock_outs() == outs_before

@@ -1,6 +1,7 @@
 import pytest
 
 from hushkit import tracking
+from hushkit.io import sha256_file
 
 PARAMS = {"download": {"seed": 1}, "mix": {}, "features": {}, "train": {"architectures": ["crced"]},
           "mlflow": {"experiment": "unit"}, "evaluate": {"max_files": None}}
@@ -56,3 +57,36 @@ def test_relative_sqlite_store_is_the_repos_also_in_an_experiment_copy(monkeypat
     assert tracking_uri(section, cwd="/work/repo/.dvc/tmp/exps/tmpab12cd") == "sqlite:////work/repo/mlflow.db"
     assert tracking_uri({"tracking_uri": "sqlite:////abs/m.db"}, cwd="/x") == "sqlite:////abs/m.db"
     assert tracking_uri({"tracking_uri": "http://127.0.0.1:5000"}, cwd="/x") == "http://127.0.0.1:5000"
+
+
+def test_a_checkpoint_finds_the_newest_run_that_trained_it(mlflow, tmp_path, capsys):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    sha = sha256_file(checkpoint)
+    for name in ("older", "newer"):  # the same weights trained twice (training is deterministic)
+        with mlflow.start_run(run_name=name) as run:
+            mlflow.set_tag(tracking.CHECKPOINT_TAG, sha)
+        newest = run.info.run_id
+    with mlflow.start_run(run_name="other weights"):
+        mlflow.set_tag(tracking.CHECKPOINT_TAG, "0" * 64)
+    found = tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced",
+                                     train_params={}, stage="evaluate")
+    assert found == newest and capsys.readouterr().err == ""
+
+
+def test_a_checkpoint_trained_elsewhere_gets_a_run_tagged_with_it(mlflow, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights from another store")
+    made = tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced",
+                                    train_params={"lr": 0.01, "loss": {"si_sdr": 1.0}}, stage="evaluate")
+    err = capsys.readouterr().err
+    assert err.startswith(f"evaluate: no run in the MLflow store sqlite:///{tmp_path / 'mlflow.db'} trained ")
+    assert f"logging to a new run {made} tagged with it" in err
+    run = MlflowClient().get_run(made)
+    assert run.data.tags[tracking.TRAINED_ELSEWHERE_TAG] == "true" and run.data.tags["architecture"] == "crced"
+    assert run.data.params == {"train.lr": "0.01", "train.loss.si_sdr": "1.0"}
+    # the export stage, next, logs to that same run
+    assert tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced", train_params={},
+                                    stage="export") == made

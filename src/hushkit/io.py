@@ -41,10 +41,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+TABLE_DECIMALS = 6  # the decimals write_table keeps
+
+
 def write_table(path: str | os.PathLike, df: pd.DataFrame) -> None:
     """CSV with a fixed float format, so identical data gives byte-identical files."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+        df.to_csv(tmp, index=False, float_format=f"%.{TABLE_DECIMALS}f", lineterminator="\n")
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

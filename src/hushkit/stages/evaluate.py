@@ -1,5 +1,11 @@
 """evaluate: score one trained architecture (evaluate@<arch>) on the test split beside the noisy input, whose scores
-the `baseline` stage computed once on the same files: PESQ, STOI, ESTOI, SI-SDR, DNSMOS and the one-thread RTF."""
+the `baseline` stage computed once on the same files: PESQ, STOI, ESTOI, SI-SDR, DNSMOS and the one-thread RTF.
+
+    out/per_file.csv, by_snr.csv, by_category.csv, metrics.json   the scores (the same audio gives the same files)
+    out/timing.json   the RTF and each file's processing seconds (not a DVC output: see hushkit.timing)
+
+Everything is logged to the MLflow run that trained the checkpoint (hushkit.tracking.training_run_id).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,10 +18,10 @@ from hushkit.baselines import NOISY
 from hushkit.evaluation import aggregate, systems
 from hushkit.evaluation.results import example_ids
 from hushkit.evaluation.scoring import score_system, spread
-from hushkit.inference import read_run_id
 from hushkit.io import read_table, write_json, write_table
 from hushkit.models import load_checkpoint
 from hushkit.stages._cli import stage_main
+from hushkit.timing import split_timing, write_timing
 
 
 def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
@@ -36,13 +42,11 @@ def score_on_test_split(system: str, spec: systems.Spec, params: dict[str, Any],
 
 
 def summarize(per_file: pd.DataFrame, system: str) -> dict[str, Any]:
-    """Means per system, the model's gain over the noisy input and its one-thread RTF (what `dvc metrics show`
-    lists)."""
+    """Means per system and the model's gain over the noisy input (what `dvc metrics show` lists)."""
     means = per_file.groupby("system")[list(aggregate.SCORES)].mean()
-    rtf = per_file[per_file.system == system]
     return {
         NOISY: measured_means(means.loc[NOISY]),
-        system: {**measured_means(means.loc[system]), "rtf": round(float(rtf.seconds.sum() / rtf.duration.sum()), 5)},
+        system: measured_means(means.loc[system]),
         "improvement": measured_means(means.loc[system] - means.loc[NOISY]),
         "files": int(per_file.id.nunique()),
     }
@@ -53,7 +57,7 @@ def measured_means(means: pd.Series) -> dict[str, float]:
     return means.dropna().round(4).to_dict()
 
 
-def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, train_run: Path, out: Path,
+def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
     mix, out = Path(mix), Path(out)
     _, meta = load_checkpoint(model)
@@ -62,23 +66,26 @@ def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scor
     noisy = read_table(noisy_scores)
     if sorted(noisy.id) != sorted(test_split(mix, params).id):
         raise ValueError(f"{noisy_scores}: scores files other than this test split; rerun the baseline stage")
-    per_file = score_on_test_split(arch, systems.model(model), params, mix, out)
+    per_file, timing = split_timing(score_on_test_split(arch, systems.model(model), params, mix, out))
     both = pd.concat([noisy, per_file], ignore_index=True)
     write_table(out / "per_file.csv", both)
     summary = summarize(both, arch)
     write_json(out / "metrics.json", summary)
     write_table(out / "by_snr.csv", aggregate.aggregate(both, ["target_snr_db"]))
     write_table(out / "by_category.csv", aggregate.aggregate(both, ["noise_category"]))
+    write_timing(out, timing)
 
     mlflow = tracking.setup(mlflow_params)
-    with mlflow.start_run(run_id=read_run_id(train_run)):
-        mlflow.log_metrics({f"test_{k}": v for k, v in summary[arch].items()})
+    run_id = tracking.training_run_id(mlflow, mlflow_params, model, architecture=arch,
+                                      train_params=meta.get("train_params") or {}, stage="evaluate")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"test_{k}": v for k, v in summary[arch].items()} | {"test_rtf": timing["rtf"]})
         mlflow.log_metrics({f"test_noisy_{k}": v for k, v in summary[NOISY].items()})
         mlflow.log_metrics({f"test_delta_{k}": v for k, v in summary["improvement"].items()})
-        for name in ("per_file.csv", "by_snr.csv", "by_category.csv"):
+        for name in ("per_file.csv", "by_snr.csv", "by_category.csv", "timing.json"):
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
     gains = ", ".join(f"{k} {summary[arch][k]:.3f} ({v:+.3f})" for k, v in summary["improvement"].items())
-    print(f"evaluate: {summary['files']} test files; {arch}: {gains} vs noisy; RTF {summary[arch]['rtf']:.4f}")
+    print(f"evaluate: {summary['files']} test files; {arch}: {gains} vs noisy; RTF {timing['rtf']:.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:
