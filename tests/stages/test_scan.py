@@ -15,7 +15,6 @@ from hushkit.stages import scan
 from tests.conftest import pipeline_repo, run_command
 from tests.stages.test_download import _tone
 
-pytestmark = pytest.mark.e2e
 BOUND_S = 600  # the whole `dvc repro download` must end within this (a pipe read would wait forever)
 
 
@@ -52,6 +51,7 @@ def local_repo(tmp_path, tiny_params) -> tuple[Path, dict, dict[str, str]]:
     return repo, env, _bad_entries(speech, noise)
 
 
+@pytest.mark.e2e
 def test_bad_entries_in_local_folders_are_quarantined_and_never_stop_dvc(local_repo):
     repo, env, expected = local_repo
     first = run_command(["dvc", "repro", "download"], repo, env, timeout=BOUND_S).stdout
