@@ -11,8 +11,8 @@ Where it runs: with no profile, override or architecture list, in `repo` itself 
 Otherwise in a work copy of `repo` (its files minus what git ignores, params.yaml = params.yaml + profile +
 overrides; kept after the run, `workdir`), as `dvc exp run --temp` would: `repo`'s params.yaml and data/ stay
 untouched, while the copy shares `repo`'s DVC cache (stages already run with the same inputs are restored, not
-rerun) and `repo`'s MLflow store (a restored train stage's run.json names a run there; the registry's promotion
-gate compares test sets, so a profile's model on other data is refused, not promoted).
+rerun) and `repo`'s MLflow store (a restored train stage's checkpoint finds its training run there by its sha256;
+the registry's promotion gate compares test sets, so a profile's model on other data is refused, not promoted).
 
 Training concurrency: DVC holds a lock on the whole repo while `dvc repro` runs, so two stages never run at once in
 one workspace. `max_concurrent_training` 1 (the default; what a 2-core CPU wants) trains one architecture after

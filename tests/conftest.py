@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def copy_working_tree(target: Path) -> Path:
     """A copy of this working tree: tracked and new files, not ignored ones (no data/, .venv, caches)."""
     import shutil
-    import subprocess
 
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.split("\0")
@@ -24,6 +26,27 @@ def copy_working_tree(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
     return target
+
+
+def run_command(cmd: list[str], cwd: Path, env: dict, check: bool = True,
+                timeout: float = 900) -> subprocess.CompletedProcess:
+    """`cmd` in `cwd`; with `check`, a failure raises naming the command with the end of its output."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def pipeline_repo(target: Path, params: dict) -> tuple[Path, dict]:
+    """A git repository at `target` holding a copy of this working tree with `params` as its params.yaml, and the
+    environment to run dvc there: no MLflow store from outside, telemetry off, this interpreter's bin/ first."""
+    repo = copy_working_tree(target)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"})
+    run_command(["git", "init", "-q"], repo, env)
+    return repo, env
 
 
 @contextlib.contextmanager

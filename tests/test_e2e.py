@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tests.conftest import copy_working_tree
+from tests.conftest import pipeline_repo, run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("download", "rirs", "mix", "features")
@@ -22,22 +19,13 @@ PER_ARCH = ("train", "evaluate", "export")
 pytestmark = pytest.mark.e2e
 
 
-def run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+run = run_command
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tiny_params) -> tuple[Path, dict]:
     """A copy of the working tree (tracked and new files, not ignored ones) with params.yaml = the tiny profile."""
-    repo = copy_working_tree(tmp_path_factory.mktemp("e2e") / "repo")
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1"})
-    run(["git", "init", "-q"], repo, env)
+    repo, env = pipeline_repo(tmp_path_factory.mktemp("e2e") / "repo", tiny_params)
     run(["dvc", "repro"], repo, env)
     return repo, env
 
@@ -71,7 +59,9 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
             assert scores <= set(metrics[part]) and all(np.isfinite(v) for v in metrics[part].values())
         # the tiny test split keeps every condition (evaluate.max_files spreads over them)
         assert set(metrics["by_condition"]) == {"matched", "unseen_noise", "reverberant"}
-        assert metrics["rtf"] > 0
+        assert "rtf" not in metrics  # a timing: in the stage's timing.json, not in a DVC metric
+        assert json.loads((data / "evaluate" / arch / "timing.json").read_text())["rtf"] > 0
+        assert json.loads((data / "train" / arch / "timing.json").read_text())["train_seconds"] > 0
         export = json.loads((data / "export" / arch / "export.json").read_text())
         assert export["parity_max_abs_error"] <= 1e-4 and export["torchscript_parity_max_abs_error"] <= 1e-4
     summary = json.loads((data / "summary" / "summary.json").read_text())
@@ -92,17 +82,24 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         assert (data / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
     report = (data / "summary" / "report.html").read_text()
     assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
+    timing = json.loads((data / "summary" / "timing.json").read_text())
+    assert set(timing) == set(board) and all(entry["rtf"] is not None for entry in timing.values())
+    assert all(timing[arch]["train_seconds"] > 0 for arch in archs)
 
 
 def test_registry_and_tracking(repo, tiny_params):
     repo, _ = repo
     from mlflow import MlflowClient
 
+    from hushkit.io import sha256_file
+    from hushkit.tracking import CHECKPOINT_TAG
+
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     summary = json.loads((repo / "data" / "summary" / "summary.json").read_text())
     version = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
     assert version.tags["architecture"] == summary["best"]
-    assert str(version.version) == summary["best_registry_version"]
+    best_checkpoint = sha256_file(repo / "data" / "train" / summary["best"] / "model.pt")
+    assert version.tags[CHECKPOINT_TAG] == best_checkpoint and float(version.tags["test_rtf"]) > 0
 
     parents = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                                  filter_string="tags.stage = 'pipeline'")
@@ -114,7 +111,9 @@ def test_registry_and_tracking(repo, tiny_params):
     assert sorted(c.data.tags["architecture"] for c in children) == sorted(tiny_params["train"]["architectures"])
     for child in children:
         assert {"train_loss", "val_loss", "grad_norm_mean", "n_params", "macs_per_second", "train_seconds",
-                "test_pesq", "test_si_sdr"} <= set(child.data.metrics)
+                "test_pesq", "test_si_sdr", "test_rtf"} <= set(child.data.metrics)
+        checkpoint = repo / "data" / "train" / child.data.tags["architecture"] / "model.pt"
+        assert child.data.tags[CHECKPOINT_TAG] == sha256_file(checkpoint)  # how evaluate and export find it
         assert child.data.params["train.model"] == child.data.tags["architecture"]
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "audio_examples")]
         assert any(path.endswith("_enhanced.wav") for path in artifacts)
@@ -123,21 +122,25 @@ def test_registry_and_tracking(repo, tiny_params):
 def test_dag_and_nothing_reruns_when_nothing_changed(repo, tiny_params):
     repo, env = repo
     dag = run(["dvc", "dag", "--dot"], repo, env).stdout
-    for edge in [("download", "mix"), ("mix", "features"), ("features", "train@crced"), ("mix", "baseline@noisy"),
+    for edge in [("scan", "download"), ("download", "mix"), ("mix", "features"), ("features", "train@crced"), ("mix", "baseline@noisy"),
                  ("baseline@noisy", "evaluate@crced"), ("train@crced", "evaluate@crced"),
                  ("evaluate@crced", "export@crced"), ("export@crced", "summary"), ("export@segan", "summary")]:
         assert '"{}" -> "{}"'.format(*edge) in dag, edge
     again = run(["dvc", "repro"], repo, env).stdout
-    assert "Running stage" not in again
+    # scan lists the local folders on every run (always_changed); its listing is unchanged, so nothing else runs
+    assert [line for line in again.splitlines() if line.startswith("Running stage")] == ["Running stage 'scan':"]
     for stage in stage_names(tiny_params):
         assert f"Stage '{stage}' didn't change" in again
 
 
 def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params):
+    """In a temporary copy (`--temp`, as `--queue` runs too): it logs to the repo's MLflow store, and evaluate and
+    export find the copy's training run there by the checkpoint's hash."""
     repo, env = repo
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo, env)
-    out = run(["dvc", "exp", "run", "-n", "crced-lr", "-S", "++train.models.crced.lr=0.01"], repo, env).stdout
+    out = run(["dvc", "exp", "run", "--temp", "-n", "crced-lr", "-S", "++train.models.crced.lr=0.01"], repo,
+              env).stdout
     for stage in ("train@crced", "evaluate@crced", "export@crced", "summary"):
         assert f"Running stage '{stage}'" in out
     for stage in ("train@crnn", "evaluate@segan", "baseline@noisy", "features"):
@@ -150,6 +153,9 @@ def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params
     runs = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                               filter_string="tags.architecture = 'crced' and params.`train.lr` = '0.01'")
     assert len(runs) == 1
+    assert {"test_pesq", "test_rtf"} <= set(runs[0].data.metrics)  # evaluate logged into the copy's training run
+    versions = client.search_model_versions(f"name = 'hushkit-denoiser' and run_id = '{runs[0].info.run_id}'")
+    assert len(versions) == 1  # and export registered it from there
 
 
 def test_nan_mixture_stops_the_next_stage_naming_the_file(repo):
@@ -178,3 +184,33 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     assert "Stage 'download' didn't change" in out and "Stage 'rirs' didn't change" in out
     for stage in stage_names(tiny_params)[2:]:
         assert f"Running stage '{stage}'" in out
+
+
+def _output_hashes(repo: Path) -> dict[str, str]:
+    """sha256 of every file of every DVC output (dvc.lock's outs; a folder: each file in it), by path."""
+    import hashlib
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    hashes = {}
+    for stage in lock.values():
+        for out in stage.get("outs", []):
+            path = repo / out["path"]
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    hashes[file.relative_to(repo).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return hashes
+
+
+def test_the_same_inputs_give_byte_identical_outputs(repo):
+    """Every stage run again on the same inputs (`dvc repro --force`) writes every output byte for byte as before, so
+    identical results never look changed to `dvc repro`, `dvc status` or `dvc exp`. Timings, MLflow run ids and
+    registry versions, new on every run, live in the stages' timing files and MLflow, not in outputs."""
+    repo, env = repo
+    lock_outs = lambda: {name: [(o["path"], o["md5"]) for o in stage.get("outs", [])]  # noqa: E731
+                         for name, stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()}
+    before, outs_before = _output_hashes(repo), lock_outs()
+    run(["dvc", "repro", "--force"], repo, env)
+    after = _output_hashes(repo)
+    assert set(after) == set(before)
+    assert sorted(path for path in before if before[path] != after[path]) == []
+    assert lock_outs() == outs_before

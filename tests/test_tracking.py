@@ -1,6 +1,7 @@
 import pytest
 
 from hushkit import tracking
+from hushkit.io import sha256_file
 
 PARAMS = {"download": {"seed": 1}, "mix": {}, "features": {}, "train": {"architectures": ["crced"]},
           "mlflow": {"experiment": "unit"}, "evaluate": {"max_files": None}}
@@ -126,3 +127,35 @@ def test_a_number_taken_on_a_stale_view_holds_nothing(client, monkeypatch):
     with tracking.store_lock(client, "m", wait=5) as lock:
         assert lock.generation == 4
     assert lock_generations(client) == {4: True}   # the stale 2 was handed back, then pruned
+
+def test_a_checkpoint_finds_the_newest_run_that_trained_it(mlflow, tmp_path, capsys):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    sha = sha256_file(checkpoint)
+    for name in ("older", "newer"):  # the same weights trained twice (training is deterministic)
+        with mlflow.start_run(run_name=name) as run:
+            mlflow.set_tag(tracking.CHECKPOINT_TAG, sha)
+        newest = run.info.run_id
+    with mlflow.start_run(run_name="other weights"):
+        mlflow.set_tag(tracking.CHECKPOINT_TAG, "0" * 64)
+    found = tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced",
+                                     train_params={}, stage="evaluate")
+    assert found == newest and capsys.readouterr().err == ""
+
+
+def test_a_checkpoint_trained_elsewhere_gets_a_run_tagged_with_it(mlflow, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights from another store")
+    made = tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced",
+                                    train_params={"lr": 0.01, "loss": {"si_sdr": 1.0}}, stage="evaluate")
+    err = capsys.readouterr().err
+    assert err.startswith(f"evaluate: no run in the MLflow store sqlite:///{tmp_path / 'mlflow.db'} trained ")
+    assert f"logging to a new run {made} tagged with it" in err
+    run = MlflowClient().get_run(made)
+    assert run.data.tags[tracking.TRAINED_ELSEWHERE_TAG] == "true" and run.data.tags["architecture"] == "crced"
+    assert run.data.params == {"train.lr": "0.01", "train.loss.si_sdr": "1.0"}
+    # the export stage, next, logs to that same run
+    assert tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced", train_params={},
+                                    stage="export") == made

@@ -6,7 +6,6 @@ TorchScript archive named ``.pt``) file, an MLflow model URI (``models:/NAME@ali
 """
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from pathlib import Path
@@ -164,7 +163,3 @@ def load_enhancer(reference: str | Path) -> Enhancer:
         return from_torchscript(path)
     raise ValueError(f"{path}: unknown model file type (expected one of {', '.join(MODEL_SUFFIXES)}, an MLflow URI "
                      "or run id)")
-
-
-def read_run_id(run_file: Path) -> str:
-    return json.loads(Path(run_file).read_text())["run_id"]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,10 +97,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+TABLE_DECIMALS = 6  # the decimals write_table keeps
+
+
 def write_table(path: str | os.PathLike, df: pd.DataFrame) -> None:
     """CSV with a fixed float format, so identical data gives byte-identical files."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+        df.to_csv(tmp, index=False, float_format=f"%.{TABLE_DECIMALS}f", lineterminator="\n")
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -125,9 +129,34 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(fh, array)
 
 
+class NotARegularFileError(OSError):
+    """The path names something other than a regular file (a folder, named pipe, socket or device)."""
+
+
+def file_type(mode: int) -> str:
+    """What a stat mode describes, in words: "a named pipe (FIFO)", "a folder", ..."""
+    for test, words in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file. Anything else raises NotARegularFileError without being read: the file is opened
+    non-blocking and checked first, so a named pipe or a device never hangs the caller."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(f"{path} is {file_type(mode)}, not a regular file")
+        fh = open(fd, "rb")  # owns fd from here
+    except BaseException:
+        os.close(fd)
+        raise
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -315,3 +315,40 @@ def _close_abandoned_run(marker: Any) -> tuple[Any, str] | None:
         return None
     print(f"closed run {run_id} as KILLED: the attempt before this one died while it ran")
     return client, run_id
+
+# --- the training run of a checkpoint ---------------------------------------------------------------------------
+# evaluate@<arch> and export@<arch> log into the MLflow run that trained the checkpoint they read. They find it by
+# the checkpoint's sha256, which train@<arch> tags its run with: content-addressed, so it holds for a train stage
+# DVC restored from its cache and in a `dvc exp run --temp/--queue` copy, and no run id has to sit in a DVC output
+# (where a new id on every run would make identical results look changed).
+CHECKPOINT_TAG = "hushkit.checkpoint_sha256"
+TRAINED_ELSEWHERE_TAG = "hushkit.trained_elsewhere"
+
+
+def training_run_id(mlflow, section: dict[str, Any], checkpoint, *, architecture: str, train_params: dict[str, Any],
+                    stage: str) -> str:
+    """The newest run of the experiment (`section`: the mlflow params) tagged with `checkpoint`'s sha256. A store without one (the
+    checkpoint was trained against another store, or its run was deleted) gets a new run for it, tagged with the
+    checkpoint and TRAINED_ELSEWHERE_TAG and holding the checkpoint's own training params, and `stage` prints one
+    line saying so: the scores and the registry entry are logged either way."""
+    import sys
+
+    from mlflow import MlflowClient
+
+    from hushkit.io import sha256_file
+
+    sha = sha256_file(checkpoint)
+    client = MlflowClient()
+    experiment = mlflow.set_experiment(section.get("experiment", "hushkit"))
+    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{CHECKPOINT_TAG}` = '{sha}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment.experiment_id, run_name=f"train-{architecture}",
+                            tags={CHECKPOINT_TAG: sha, TRAINED_ELSEWHERE_TAG: "true", "stage": "train",
+                                  "architecture": architecture})
+    for key, value in flatten(train_params, "train.").items():
+        client.log_param(run.info.run_id, key, value)
+    print(f"{stage}: no run in the MLflow store {mlflow.get_tracking_uri()} trained {checkpoint} (sha256 {sha[:12]}; "
+          f"trained against another store): logging to a new run {run.info.run_id} tagged with it", file=sys.stderr)
+    return run.info.run_id

@@ -130,6 +130,22 @@ def _symlink_dir(path: Path) -> None:
     path.symlink_to(target, target_is_directory=True)
 
 
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)  # reading it would wait forever for a writer
+
+
+def _dangling(path: Path) -> None:
+    path.symlink_to(path.with_name("nowhere.wav"))
+
+
+def _link_loop(path: Path) -> None:
+    path.symlink_to(path.name)  # itself
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
 def _ten_minutes(path: Path) -> Expect:
     """Cheap long file: 10 min of 8 kHz noise, PCM_16 (~9.6 MB)."""
     x = (np.random.default_rng(7).standard_normal((600 * 8000, 1)) * 0.1).astype(np.float32)
@@ -191,16 +207,27 @@ CASES = [
     _case("formats/voice.m4a", _raw(bytes(range(256)) * 8), "unsupported"),
     _case("formats/.hidden.wav", _wav(39), "unsupported"),
     _case("linked", _symlink_dir, "unsupported"),
+    _case("odd/pipe.wav", _fifo, "not_a_file"),
+    _case("odd/dangling.wav", _dangling, "unreadable"),
+    _case("odd/loop.wav", _link_loop, "unreadable"),
+    _case("odd/folder.wav", _folder, "not_a_file"),
 ]
+NOT_FILES = {"linked", "odd/folder.wav"}  # entries that are folders (os.walk does not list them as files)
 
 
 def _tree(root: Path) -> dict[str, str]:
-    """sha256 of every file (links not followed), by relative path."""
+    """sha256 of every regular file (through links), the target of every other link, the type of anything else, by
+    relative path; nothing but a regular file is opened."""
     found = {}
     for here, dirs, files in os.walk(root):
         for name in files:
             path = Path(here) / name
-            found[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_symlink() and not path.is_file():
+                found[path.relative_to(root).as_posix()] = f"link to {os.readlink(path)}"
+            elif not path.is_file():
+                found[path.relative_to(root).as_posix()] = f"mode {path.lstat().st_mode:o}"
+            else:
+                found[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 
 
@@ -289,8 +316,8 @@ def test_nothing_lost_nothing_touched(matrix):
     rejected = {Path(s).relative_to(source).as_posix(): r for s, r in zip(report.source, report.reason)}
     assert rejected == {r: _reason(r) for r in matrix["expects"] if _reason(r) is not None}
     assert report.reason.isin(REASONS).all() and (report.detail.str.len() > 10).all()
-    # every file under the source is accounted for exactly once (the symlinked folder is one entry) ...
-    assert not accepted & set(rejected) and accepted | set(rejected) == set(matrix["before"]) | {"linked"}
+    # every file under the source is accounted for exactly once (a linked folder or one named x.wav is one entry) ...
+    assert not accepted & set(rejected) and accepted | set(rejected) == set(matrix["before"]) | NOT_FILES
     # ... and the source is byte-identical: nothing modified, nothing deleted, nothing added
     assert _tree(source) == matrix["before"]
     assert list(res.accepted.columns) == MANIFEST_COLUMNS and res.accepted.path.is_unique

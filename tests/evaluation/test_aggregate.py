@@ -63,3 +63,14 @@ def test_leaderboard_keeps_order_gains_and_counts():
     assert json_board["crnn"]["kind"] == "model" and json_board["crnn"]["pesq"]["ci_low"] < json_board["crnn"]["pesq"]["mean"]
     text = with_intervals(board)
     assert text.pesq.str.match(r"^\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]$").all()
+
+
+def test_without_timings_the_leaderboard_has_no_rtf_at_all():
+    """The pipeline's scores carry no timings (hushkit.timing): nothing that differs per run, not even an empty
+    column, reaches the leaderboard files; with them (`hushkit evaluate` on folders) the RTF is shown."""
+    kinds = {"noisy": "input", "dsp": "baseline", "crnn": "model"}
+    board = leaderboard(per_file_table().drop(columns=["seconds"]), kinds)
+    assert all("rtf" not in entry for entry in to_json(board).values())
+    assert "rtf" not in with_intervals(board).columns
+    timed = leaderboard(per_file_table(), kinds)
+    assert to_json(timed)["crnn"]["rtf"] > 0 and "rtf" in with_intervals(timed).columns

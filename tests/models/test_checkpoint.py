@@ -67,6 +67,14 @@ def test_round_trip_from_the_file_alone(tmp_path, name, kwargs):
     torch.load(path, weights_only=True)
 
 
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """A checkpoint is a DVC output: saved twice (any file name, any time), identical weights are identical files."""
+    model, _ = _trained_a_little("crced", {})
+    first = save_checkpoint(tmp_path / "a" / "model.pt", model, epoch=1, train_params={"lr": 0.1})
+    second = save_checkpoint(tmp_path / "b" / "other-name.pt", model, epoch=1, train_params={"lr": 0.1})
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_not_a_checkpoint_is_a_value_error_naming_the_file(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")

@@ -27,7 +27,9 @@ def isolated_env(prefect_home: Path) -> dict[str, str]:
     env.update(TELEMETRY_OFF)
     env["PREFECT_HOME"] = str(prefect_home)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(ROOT)  # `pipelines` is not an installed package: importable from the repo root
+    # `pipelines` is not an installed package: importable from the repo root; and this checkout's hushkit, not the
+    # one the venv may have installed from another checkout
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     return env
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from hushkit.evaluation.aggregate import SCORES, weighted_means
-from hushkit.stages.summary import best_architecture, collect, model_details
+from hushkit.stages.summary import best_architecture, collect, model_details, timing_table, write_timing_table
+from hushkit.timing import write_timing
 
 SYSTEMS = {"noisy": 0.0, "dsp": 0.2, "crced": 0.5, "segan": 0.4}
 
@@ -13,7 +14,7 @@ SYSTEMS = {"noisy": 0.0, "dsp": 0.2, "crced": 0.5, "segan": 0.4}
 def scores(system, gain, ids):
     rng = np.random.default_rng(len(system))
     return pd.DataFrame([{"id": i, "system": system, "target_snr_db": 0.0, "noise_category": "hum",
-                          "duration": 2.0, "seconds": 0.01, **{m: 1.5 + gain + rng.normal(0, 0.05) for m in SCORES}}
+                          "duration": 2.0, **{m: 1.5 + gain + rng.normal(0, 0.05) for m in SCORES}}
                          for i in ids])
 
 
@@ -27,11 +28,12 @@ def stage_outputs(tmp_path):
         table = scores(system, gain, ids)
         # an evaluate@<arch> table holds the noisy rows too: collect must take the architecture's own
         (pd.concat([scores("noisy", 0.0, ids), table]) if model else table).to_csv(folder / "per_file.csv", index=False)
+        if system != "dsp":  # dsp restored by DVC: no timing file
+            write_timing(folder, {"rtf": 0.01 * (1 + gain)})
     for version, arch in enumerate(("crced", "segan"), start=1):
-        for stage, name, content in [("train", "metrics.json", {"n_params": 1000 * version, "train_seconds": 60.0}),
-                                     ("export", "export.json", {"registry": {"version": str(version)}})]:
-            (tmp_path / stage / arch).mkdir(parents=True)
-            (tmp_path / stage / arch / name).write_text(json.dumps(content))
+        (tmp_path / "train" / arch).mkdir(parents=True)
+        (tmp_path / "train" / arch / "metrics.json").write_text(json.dumps({"n_params": 1000 * version}))
+        write_timing(tmp_path / "train" / arch, {"train_seconds": 60.0 * version})
     return tmp_path
 
 
@@ -78,7 +80,20 @@ def test_weighing_the_conditions_ranks_the_model_that_generalises():
 
 
 def test_model_details_and_missing_results_name_the_file(stage_outputs):
-    details = model_details(stage_outputs / "train", stage_outputs / "export", ["crced", "segan"])
-    assert details.set_index("system").registry_version.to_dict() == {"crced": "1", "segan": "2"}
+    details = model_details(stage_outputs / "train", ["crced", "segan"])
+    assert details.set_index("system").n_params.to_dict() == {"crced": 1000, "segan": 2000}
     with pytest.raises(FileNotFoundError, match="crnn"):
-        model_details(stage_outputs / "train", stage_outputs / "export", ["crnn"])
+        model_details(stage_outputs / "train", ["crnn"])
+
+
+def test_timings_come_from_the_stages_timing_files(stage_outputs, tmp_path):
+    kinds = {"noisy": "input", "dsp": "baseline", "crced": "model", "segan": "model"}
+    timing = timing_table(stage_outputs / "evaluate", stage_outputs / "baseline", stage_outputs / "train", kinds)
+    rows = timing.set_index("system")
+    assert rows.rtf.to_dict() == pytest.approx({"noisy": 0.01, "dsp": np.nan, "crced": 0.015, "segan": 0.014},
+                                               nan_ok=True)
+    assert rows.train_seconds.to_dict() == pytest.approx({"noisy": np.nan, "dsp": np.nan, "crced": 60.0,
+                                                          "segan": 120.0}, nan_ok=True)
+    write_timing_table(tmp_path, timing)
+    assert "| crced | model | 0.0150 | 60 |" in (tmp_path / "timing.md").read_text()
+    assert "| dsp | baseline |  |  |" in (tmp_path / "timing.md").read_text()

@@ -14,8 +14,11 @@ Decisions (see also the reason codes in REASONS):
 - Duplicates are judged on the source bytes (sha256), before decoding; the first accepted file (sorted order) wins.
 - Level is judged twice: on the source, and on the resampled output (resampling to a lower rate drops the energy
   above the new band, so a file of high-pitched hiss can become near-silent); accepted files are never silent.
+- Only regular files are ever opened (hushkit.corpus.scan lists a folder): a dangling or looping symbolic link is
+  `unreadable`, a named pipe, socket, device or a folder named like an audio file is `not_a_file`, a file whose bytes
+  differ from the listing it was given (it changed in between) is `changed`.
 
-`ingest_folder` walks a folder and labels files from their names; `ingest_files` takes files already listed and
+`ingest_folder` lists a folder (or takes its listing) and labels files from their names; `ingest_files` takes files already listed and
 labelled (e.g. a catalogue corpus parsed from its metadata) and applies the same rules, cache and report.
 """
 from __future__ import annotations
@@ -31,10 +34,11 @@ import pandas as pd
 import soundfile as sf
 
 from hushkit.audio import EPS, resample
-from hushkit.io import read_table, sha256_file, write_audio, write_table
+from hushkit.corpus.scan import Entry, list_folder
+from hushkit.io import NotARegularFileError, read_table, sha256_file, write_audio, write_table
 
-REASONS = ("unreadable", "empty", "non_finite", "too_short", "too_long", "silent", "clipped", "duplicate",
-           "unsupported", "not_audio",
+REASONS = ("unreadable", "not_a_file", "changed", "empty", "non_finite", "too_short", "too_long", "silent", "clipped",
+           "duplicate", "unsupported", "not_audio",
            # recorded pairs (hushkit.corpus.sources.keep_whole_pairs): a side without its partner, or two sides of
            # different lengths
            "unpaired", "mismatched_pair")
@@ -73,11 +77,13 @@ class IngestRules:
 class SourceFile:
     """One file to ingest: `path` is read (never written); `rel` names its output under out/<prefix><kind>/ (the
     suffix becomes .flac); `labels` fill manifest columns (speaker, category, language); `name` is how the manifest's
-    `source` column and the quarantine report call the file (default: `path`)."""
+    `source` column and the quarantine report call the file (default: `path`); `sha256`, when given, is the content
+    the file was listed with (other bytes now: quarantined as `changed`)."""
     path: Path
     rel: Path
     labels: dict[str, str]
     name: str = ""
+    sha256: str = ""
 
 
 @dataclass
@@ -105,14 +111,25 @@ class _Decoded:
 
 
 def ingest_folder(source: Path, kind: str, out: Path, sample_rate: int, rules: IngestRules = IngestRules(),
-                  *, prefix: str = "", language: str = "und", progress: bool = True) -> IngestResult:
-    """Walk `source` (sorted); accept each good audio file into out/<prefix><kind>/, quarantine the rest."""
+                  *, prefix: str = "", language: str = "und", progress: bool = True,
+                  entries: Sequence[Entry] | None = None) -> IngestResult:
+    """Accept each good audio file of `source` into out/<prefix><kind>/ (sorted), quarantine the rest. `entries`:
+    the folder's listing (hushkit.corpus.scan) when the caller has one; else the folder is listed now."""
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise NotADirectoryError(f"ingest source {source} is not a folder")
     _check_disjoint(source, out, out / f"{prefix}{kind}")
-    files = [SourceFile(source / rel, rel, _labels(rel, kind, language)) for rel in _walk(source)]
-    return ingest_files(files, kind, out, sample_rate, rules, prefix=prefix, progress=progress)
+    if entries is None:
+        entries = list_folder(source, audio_suffixes=rules.extensions)
+    files = [SourceFile(source / e.path, Path(e.path), _labels(Path(e.path), kind, language), sha256=e.sha256)
+             for e in entries if e.regular]
+    result = ingest_files(files, kind, out, sample_rate, rules, prefix=prefix, progress=progress)
+    rejected = pd.DataFrame([{"source": str(source / e.path), "reason": e.reason, "detail": e.detail}
+                             for e in entries if not e.regular], columns=QUARANTINE_COLUMNS)
+    if len(rejected):
+        quarantine = pd.concat([result.quarantine, rejected], ignore_index=True)
+        result.quarantine = quarantine.sort_values("source", kind="stable").reset_index(drop=True)
+    return result
 
 
 def ingest_files(files: Sequence[SourceFile], kind: str, out: Path, sample_rate: int,
@@ -134,6 +151,9 @@ def ingest_files(files: Sequence[SourceFile], kind: str, out: Path, sample_rate:
             name = file.name or str(file.path)
             try:
                 sha = _screen(Path(file.rel), Path(file.path), rules)
+                if file.sha256 and sha != file.sha256:
+                    raise _Rejected("changed", f"its content changed after it was listed (sha256 {file.sha256[:12]} "
+                                               f"listed, {sha[:12]} now); the next listing (`dvc repro`) takes it")
                 if sha in accepted_sha:
                     raise _Rejected("duplicate", f"same content (sha256 {sha[:12]}) as accepted {accepted_sha[sha]}")
                 out_rel = _output_name(kind_dir, Path(file.rel), taken)
@@ -181,22 +201,9 @@ def summary_line(result: IngestResult) -> str:
 
 # -- walking and screening ------------------------------------------------------------------------------------------
 
-def _walk(source: Path) -> list[Path]:
-    """Every file under `source` (relative, sorted); symlinked folders are listed, not followed (no loops)."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(source):
-        here = Path(root).relative_to(source)
-        found += [here / d for d in dirs if (Path(root) / d).is_symlink()]
-        dirs[:] = sorted(d for d in dirs if not (Path(root) / d).is_symlink())
-        found += [here / f for f in files]
-    return sorted(found, key=lambda p: p.as_posix())
-
-
 def _screen(rel: Path, path: Path, rules: IngestRules) -> str:
     """Reject by name and size; return the source sha256 of a candidate."""
     name, suffix = rel.name.lower(), rel.suffix.lower()
-    if path.is_dir():
-        raise _Rejected("unsupported", "symbolic link to a folder; not followed")
     if name in METADATA_NAMES or name.startswith(METADATA_PREFIXES) or suffix in METADATA_SUFFIXES:
         raise _Rejected("not_audio", "metadata file beside the audio (not ingested)")
     hidden = [p for p in rel.parts if p.startswith(".")]
@@ -207,7 +214,9 @@ def _screen(rel: Path, path: Path, rules: IngestRules) -> str:
                                        f"({' '.join(rules.extensions)}); add it to IngestRules.extensions if it is")
     try:
         size = path.stat().st_size
-        sha = sha256_file(path)
+        sha = sha256_file(path)  # refuses (never reads) a pipe or a device
+    except NotARegularFileError as err:
+        raise _Rejected("not_a_file", str(err)) from None
     except OSError as err:
         raise _Rejected("unreadable", f"cannot open the file: {err.strerror or err}") from None
     if size == 0:

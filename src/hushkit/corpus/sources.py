@@ -16,6 +16,7 @@ call someone "1" (or "alice") never merge two people into one speaker (or one pe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import soundfile as sf
 
 from hushkit.checks.suites import CORPUS_COLUMNS
 from hushkit.corpus.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
+from hushkit.corpus.scan import HashCache, from_listing, list_folder, to_listing
 from hushkit.io import atomic_path, read_table
 
 SYNTHETIC, LOCAL = "synthetic", "local"
@@ -35,6 +37,7 @@ PAIRED_KINDS = ("clean", "noisy")
 QUARANTINE_COLUMNS = ["corpus", "kind", "source", "reason", "detail"]
 LOCAL_LICENSE = "user-supplied"
 INGEST_KEYS = ("min_seconds", "max_seconds", "silence_dbfs", "clip_fraction")
+DEFAULT_CACHE = ".cache/corpora"  # download.cache when params leave it out
 
 
 @dataclass(frozen=True)
@@ -124,24 +127,55 @@ def run_synthetic(params: dict[str, Any], spec: SourceSpec, out: Path) -> Source
 # ---------------------------------------------------------------------------------------------- ingested sources
 
 
-def run_local(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules, cache: Path) -> SourceOutput:
+def local_folder(params: dict[str, Any], kind: str) -> tuple[str, Path]:
+    """download.local.<kind> as params name it, and the folder it means (which must exist)."""
+    configured = (params.get("local") or {}).get(kind)
+    if configured in (None, ""):
+        other = "noise" if kind == "speech" else "speech"
+        raise ValueError(f"params download.local.{kind}: no folder given, but download.sources takes {kind} "
+                         f"from local (name a folder, or list local:{other} to take only {other})")
+    folder = resolve(configured)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"params download.local.{kind}: folder {folder} does not exist")
+    return str(configured), folder
+
+
+def scan_local(params: dict[str, Any]) -> dict[str, Any]:
+    """The listing of the `local` source's folders (hushkit.corpus.scan), one per kind download.sources takes from
+    it ({} when it takes none); content hashes are cached under <download.cache>/scan/."""
+    spec = next((s for s in parse_sources(params) if s.name == LOCAL), None)
+    if spec is None:
+        return {}
+    rules = ingest_rules(params)
+    hashes = HashCache(resolve(params.get("cache") or DEFAULT_CACHE) / "scan" / "hashes.csv")
+    listing = {}
+    for kind in spec.kinds:
+        configured, folder = local_folder(params, kind)
+        listing[kind] = to_listing(configured, list_folder(folder, audio_suffixes=rules.extensions, hashes=hashes))
+    hashes.save()
+    return listing
+
+
+def run_local(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules, cache: Path,
+              listing: Path | None = None) -> SourceOutput:
     """download.local.speech / .noise: speakers from sub-folders (or LibriSpeech names), categories from the first
-    sub-folder (files directly in the noise folder: `uncategorized`)."""
-    local = params.get("local") or {}
+    sub-folder (files directly in the noise folder: `uncategorized`). `listing`: the scan stage's listing of the
+    folders (`scan_local`), which the pipeline depends on; without it the folders are listed now."""
     rate = int(params["sample_rate"])
+    listed = json.loads(Path(listing).read_text()) if listing is not None else None
     results: dict[str, tuple[IngestResult, Path]] = {}
     for kind in spec.kinds:
-        configured = local.get(kind)
-        if configured in (None, ""):
-            other = "noise" if kind == "speech" else "speech"
-            raise ValueError(f"params download.local.{kind}: no folder given, but download.sources takes {kind} "
-                             f"from local (name a folder, or list local:{other} to take only {other})")
-        folder = resolve(configured)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"params download.local.{kind}: folder {folder} does not exist")
+        configured, folder = local_folder(params, kind)
+        entries = None
+        if listed is not None:
+            if (listed.get(kind) or {}).get("folder") != configured:
+                found = f"lists {listed[kind]['folder']}" if kind in listed else "has no folder"
+                raise ValueError(f"{listing} {found} for {kind}, but params download.local.{kind} is {configured}: "
+                                 "list the folders again (the scan stage; `dvc repro` runs it first)")
+            entries = from_listing(listed[kind])
         store = _ingest_dir(cache, LOCAL, kind, folder, rate)
-        results[kind] = ingest_folder(folder, kind, store, rate, rules,
-                                      language=str(local.get("language") or "und")), store
+        results[kind] = ingest_folder(folder, kind, store, rate, rules, entries=entries,
+                                      language=str((params.get("local") or {}).get("language") or "und")), store
     return _collect(spec, results, out, LOCAL_LICENSE)
 
 

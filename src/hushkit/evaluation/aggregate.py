@@ -94,7 +94,8 @@ def _rounded(means: pd.Series) -> dict[str, float]:
 
 def leaderboard(per_file: pd.DataFrame, kinds: dict[str, str], reference: str = "noisy") -> pd.DataFrame:
     """One row per system, in the order of `kinds` (system → input | baseline | model): every metric's mean with
-    its interval (`<metric>_low`, `<metric>_high`), the gain over `reference` on the same files, and the RTF."""
+    its interval (`<metric>_low`, `<metric>_high`), the gain over `reference` on the same files, and the RTF when
+    `per_file` has the timings (NaN otherwise)."""
     long = aggregate(per_file)
     wide = long.pivot(index="system", columns="metric", values="mean")
     board = pd.DataFrame({"system": list(kinds), "kind": list(kinds.values())})
@@ -111,15 +112,17 @@ def leaderboard(per_file: pd.DataFrame, kinds: dict[str, str], reference: str = 
 
 
 def to_json(board: pd.DataFrame) -> dict[str, Any]:
-    """{system: {kind, files, rtf, <metric>: {mean, ci_low, ci_high, delta}}} for leaderboard.json."""
+    """{system: {kind, files, [rtf], <metric>: {mean, ci_low, ci_high, delta}}} for leaderboard.json (rtf only
+    when measured)."""
     out = {}
     for row in board.to_dict("records"):
-        entry = {"kind": row["kind"], "files": int(row["files"]), "dnsmos_files": int(row["dnsmos_files"]),
-                 "rtf": _round(row["rtf"])}
+        entry = {"kind": row["kind"], "files": int(row["files"]), "dnsmos_files": int(row["dnsmos_files"])}
+        if not pd.isna(row["rtf"]):
+            entry["rtf"] = _round(row["rtf"])
         for metric in SCORES:
             entry[metric] = {"mean": _round(row[metric]), "ci_low": _round(row[f"{metric}_low"]),
                              "ci_high": _round(row[f"{metric}_high"]), "delta": _round(row[f"delta_{metric}"])}
-        for extra in ("n_params", "gmacs_per_second", "train_seconds", "registry_version"):
+        for extra in ("n_params", "gmacs_per_second"):
             if extra in row and not pd.isna(row[extra]):
                 entry[extra] = row[extra]
         out[row["system"]] = entry
@@ -139,10 +142,10 @@ def with_intervals(board: pd.DataFrame, metrics: tuple[str, ...] = SCORES) -> pd
                          zip(board[metric], board[f"{metric}_low"], board[f"{metric}_high"])]
     for metric in ("pesq", "si_sdr", "dnsmos_ovr"):
         table[f"Δ{metric}"] = board[f"delta_{metric}"].map(lambda v: "" if pd.isna(v) else f"{v:+.3f}")
-    table["rtf"] = board.rtf.map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
-    for extra in ("n_params", "train_seconds"):
-        if extra in board:
-            table[extra] = board[extra].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    if board.rtf.notna().any():
+        table["rtf"] = board.rtf.map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    if "n_params" in board:
+        table["n_params"] = board.n_params.map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     table["files"] = board.files
     table["dnsmos_files"] = board.dnsmos_files
     return table

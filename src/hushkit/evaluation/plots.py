@@ -33,8 +33,8 @@ def _save(fig, path: Path) -> None:
 
 
 def metric_bars(board: pd.DataFrame, path: Path) -> None:
-    """One panel per metric (and the RTF): a bar per system with its interval."""
-    metrics = [m for m in SHOWN if board[m].notna().any()] + ["rtf"]
+    """One panel per metric (and the RTF, when measured): a bar per system with its interval."""
+    metrics = [m for m in SHOWN if board[m].notna().any()] + (["rtf"] if board.rtf.notna().any() else [])
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8))
     colors = [KIND_COLORS.get(kind, "#3070b0") for kind in board.kind]

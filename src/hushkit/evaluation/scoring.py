@@ -14,7 +14,7 @@ from rich.progress import track
 from hushkit.audio import read_audio
 from hushkit.checks import suites, validate
 from hushkit.evaluation.systems import Spec, build
-from hushkit.io import write_audio
+from hushkit.io import TABLE_DECIMALS, write_audio
 from hushkit.metrics import score_pairs
 from hushkit.stages._checks import check_mixture_files
 
@@ -74,15 +74,20 @@ def score_system(system: str, spec: Spec, mix: Path, test: pd.DataFrame, checks:
     for (reference, enhanced, _, _), file_id in zip(jobs, test.id):
         if enhanced.shape != reference.shape:
             raise ValueError(f"{system} returned {enhanced.shape} samples for {file_id}, not {reference.shape}")
-    scores = pd.DataFrame(score_pairs(jobs, workers=workers))
+    # Rounded as per_file.csv stores them: below that, a score can differ between runs on the same audio (ESTOI's
+    # multi-threaded linear algebra does, in the last bits), and every mean and the data check's fingerprint are
+    # then made of exactly the values the file holds.
+    scores = pd.DataFrame(score_pairs(jobs, workers=workers)).round(TABLE_DECIMALS)
     seconds = np.array([elapsed for _, elapsed in outputs])
     durations = np.array([len(reference) / rate for reference, *_ in jobs])
     # files outside the mix stage's test conditions (a user's recordings) have no `condition`: left empty
     per_file = pd.concat([test.reindex(columns=list(KEYS)).reset_index(drop=True).assign(system=system), scores],
                          axis=1)
-    per_file = per_file.assign(duration=durations, seconds=seconds, rtf=seconds / durations)
+    per_file = per_file.assign(duration=durations)
+    # checked before the timings join: the report (a DVC output) then depends on the scores alone
     validate(per_file.assign(path=per_file.id + ":" + per_file.system), suites.evaluation_scores(),
              name=f"evaluate output: per-file scores of {system}", report_path=checks / "scores.json")
+    per_file = per_file.assign(seconds=seconds, rtf=seconds / durations)
     if examples is not None:
         folder, ids = examples
         for file_id, (enhanced, _) in zip(test.id, outputs):

@@ -14,6 +14,7 @@ those types and refuses anything else up front (rather than writing a file that 
 """
 from __future__ import annotations
 
+import io
 import os
 import platform
 from collections import OrderedDict
@@ -71,9 +72,13 @@ def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> P
                      "numpy": np.__version__, "python": platform.python_version()},
         **{key: _plain(value, repr(key)) for key, value in extra.items()},
     }
+    # Serialised in memory: torch.save names the zip archive's folder after the file it writes, which would make the
+    # atomic write's random temp name part of the bytes; identical weights now give an identical file.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 

@@ -1,6 +1,10 @@
 """baseline: score a reference system (baseline@<name>, one per `evaluate.baselines`) on the test split once, so every
 architecture's evaluation and the summary compare against the same per-file figures: `noisy` (the unprocessed
-input), `dsp` (a Wiener denoiser written here), `rnnoise`, `deepfilternet3` (see hushkit.baselines)."""
+input), `dsp` (a Wiener denoiser written here), `rnnoise`, `deepfilternet3` (see hushkit.baselines).
+
+    out/per_file.csv, metrics.json   the scores (the same audio gives the same files)
+    out/timing.json                  the RTF and each file's processing seconds (not a DVC output: hushkit.timing)
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +15,7 @@ from hushkit.evaluation import aggregate, systems
 from hushkit.io import write_json, write_table
 from hushkit.stages._cli import stage_main
 from hushkit.stages.evaluate import score_on_test_split
+from hushkit.timing import split_timing, write_timing
 
 
 def run(params: dict[str, Any], *, name: str, mix: Path, out: Path) -> None:
@@ -19,13 +24,13 @@ def run(params: dict[str, Any], *, name: str, mix: Path, out: Path) -> None:
         raise ValueError(f"evaluate.baselines {listed} does not list {name!r}")
     mix, out = Path(mix), Path(out)
     build_baseline(name, 16000)  # an unknown name fails here, before any work
-    per_file = score_on_test_split(name, systems.baseline(name), params, mix, out)
+    per_file, timing = split_timing(score_on_test_split(name, systems.baseline(name), params, mix, out))
     write_table(out / "per_file.csv", per_file)
     summary = aggregate.system_metrics(per_file, name, params.get("condition_weights"))
-    rtf = float(per_file.seconds.sum() / per_file.duration.sum())
-    write_json(out / "metrics.json", {**summary, "rtf": round(rtf, 5)})
+    write_json(out / "metrics.json", summary)
+    write_timing(out, timing)
     print(f"baseline: {name} on {summary['files']} test files (mean over conditions): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary["weighted"].items()) + f", RTF {rtf:.4f}")
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary["weighted"].items()) + f", RTF {timing['rtf']:.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,8 +7,10 @@ the pipeline rate.
 
 Sources (hushkit.corpus.sources): `synthetic` (embedded, offline, deterministic), `local` (folders), and the public
 corpora of hushkit.corpus.catalogue (downloaded once into download.cache), paired ones (recorded noisy/clean pairs,
-kinds `clean` and `noisy`) kept only as whole pairs. A bad file never stops the stage: it is quarantined. The stage stops when what is accepted is unusable (below download.minimum), saying which minimum and
-by how much.
+kinds `clean` and `noisy`) kept only as whole pairs. The `local` folders come as the scan stage listed them (the
+pipeline depends on that listing, not on the folders: see hushkit.corpus.scan). A bad file never stops or hangs the
+stage: it is quarantined (a pipe, device or dangling link is never opened). The stage stops when what is accepted is
+unusable (below download.minimum), saying which minimum and by how much.
 """
 from __future__ import annotations
 
@@ -21,17 +23,16 @@ from rich.console import Console
 from hushkit.checks import DataCheckError, suites, validate
 from hushkit.corpus.ingest import REASONS, IngestRules
 from hushkit.corpus.sources import (
-    LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, resolve, run_catalogue,
-    run_local, run_synthetic,
+    DEFAULT_CACHE, LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, resolve,
+    run_catalogue, run_local, run_synthetic,
 )
 from hushkit.io import write_table
 from hushkit.stages._checks import check_audio_files
 from hushkit.stages._cli import stage_main
 
-DEFAULT_CACHE = ".cache/corpora"
-
-
-def run(params: dict[str, Any], *, out: Path) -> None:
+def run(params: dict[str, Any], *, out: Path, listing: Path | None = None) -> None:
+    """`listing`: the scan stage's listing of the `local` source's folders (the pipeline's dependency on them);
+    without it they are listed here."""
     out = Path(out)
     # Every setting is checked before anything is built or downloaded.
     specs = parse_sources(params)
@@ -46,7 +47,7 @@ def run(params: dict[str, Any], *, out: Path) -> None:
         if spec.name == SYNTHETIC:
             outputs.append(run_synthetic(params, spec, out))
         elif spec.name == LOCAL:
-            outputs.append(run_local(params, spec, out, rules, cache))
+            outputs.append(run_local(params, spec, out, rules, cache, listing))
         else:
             outputs.append(run_catalogue(params, spec, out, rules, cache))
 

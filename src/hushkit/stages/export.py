@@ -1,6 +1,8 @@
 """export: one architecture's ONNX and TorchScript files (export@<arch>, dynamic length), each checked against
-torch on test audio, then registered as a version of the MLflow model (the summary stage gives the best version
-the `challenger` alias)."""
+torch on test audio, then registered from the checkpoint's training run (hushkit.tracking.training_run_id) as a version
+of the MLflow model, tagged with the checkpoint's sha256 (by which the summary stage finds the best one and gives it
+the `challenger` alias). export.json holds the files' hashes and parity errors; the registry version, new on every
+run, is MLflow's (and printed) only."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +15,6 @@ import onnx
 from hushkit import __version__, tracking
 from hushkit.audio import read_audio
 from hushkit.io import atomic_path, read_table, sha256_file, write_json
-from hushkit.inference import read_run_id
 from hushkit.models import load_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity
 from hushkit.models.torchscript_export import export_torchscript, torchscript_parity
@@ -54,7 +55,7 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     return {"name": name, "version": version, "model_uri": f"models:/{name}/{version}"}
 
 
-def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation: Path, train_run: Path, out: Path,
+def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
     model, mix, out = Path(model), Path(mix), Path(out)
     net, meta = load_checkpoint(model)
@@ -74,19 +75,27 @@ def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation
     if not ts_error <= float(params["atol"]):
         raise ValueError(f"{ts_path}: TorchScript output differs from torch by {ts_error:.2e} > atol "
                          f"{params['atol']} on {mix / test.noisy_path.iat[0]}")
+    write_json(out / "export.json", {"onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
+                                     "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
+                                     "torchscript": ts_path.name, "torchscript_sha256": sha256_file(ts_path),
+                                     "torchscript_parity_max_abs_error": ts_error})
+
+    from mlflow import MlflowClient
+
+    run_id = tracking.training_run_id(tracking.setup(mlflow_params), mlflow_params, model, architecture=arch,
+                                      train_params=meta.get("train_params") or {}, stage="export")
+    # The RTF is no DVC metric (it differs on every run): the evaluate stage logged it to the training run.
+    rtf = MlflowClient().get_run(run_id).data.metrics.get("test_rtf")
     scores = json.loads(Path(evaluation).read_text())
     tags = {"architecture": meta["model"], "git_commit": tracking.git_commit(),
             "data_manifest_sha256": sha256_file(mix / "manifest.csv"),
             "params_sha256": hashlib.sha256(json.dumps(meta.get("train_params", {}), sort_keys=True).encode())
             .hexdigest(),
+            tracking.CHECKPOINT_TAG: sha256_file(model),
             # the condition-weighted means (evaluate.condition_weights): the score the registry compares
             **{f"test_{k}": f"{v:.4f}" for k, v in scores["weighted"].items()},
-            **({"test_rtf": f"{scores['rtf']:.5f}"} if "rtf" in scores else {})}
-    registry = register(mlflow_params, read_run_id(train_run), model, onnx_path, tags, torchscript_path=ts_path)
-    write_json(out / "export.json", {"onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
-                                     "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
-                                     "torchscript": ts_path.name, "torchscript_sha256": sha256_file(ts_path),
-                                     "torchscript_parity_max_abs_error": ts_error, "registry": registry})
+            **({"test_rtf": f"{rtf:.4f}"} if rtf is not None else {})}
+    registry = register(mlflow_params, run_id, model, onnx_path, tags, torchscript_path=ts_path)
     print(f"export: {onnx_path} (max |onnx - torch| = {error:.1e}), {ts_path} (max |torchscript - torch| = "
           f"{ts_error:.1e}); registered {registry['name']} v{registry['version']}")
 

@@ -1,6 +1,13 @@
 """summary: compare every trained architecture and every baseline on the test split (leaderboard with 95% intervals,
 breakdowns, plots, the listening report), name the best architecture, make it the registry's `challenger`, and log
-the comparison and the report to the pipeline's parent MLflow run."""
+the comparison and the report to the pipeline's parent MLflow run.
+
+    out/leaderboard.{md,json}, per_file.csv, by_snr.csv, by_category.csv, *.png, report.html, summary.json
+        the scores: the same results give the same files
+    out/timing.md, timing.json
+        each system's real-time factor and each model's training time, from the stages' timing files (not DVC
+        outputs: see hushkit.timing; blank for a stage DVC restored instead of running)
+"""
 from __future__ import annotations
 
 import json
@@ -13,13 +20,14 @@ from hushkit import tracking
 from hushkit.baselines import NOISY
 from hushkit.evaluation import aggregate
 from hushkit.evaluation.results import write_evaluation
-from hushkit.io import read_table, write_json
+from hushkit.io import atomic_path, read_table, sha256_file, write_json
 from hushkit.metrics import METRICS
 from hushkit.stages._cli import stage_main
 from hushkit.stages.evaluate import test_split
+from hushkit.timing import read_timing, write_timing
 
 ALIAS = "challenger"
-MODEL_COLUMNS = ("n_params", "gmacs_per_second", "train_seconds", "registry_version")
+MODEL_COLUMNS = ("n_params", "gmacs_per_second")
 
 
 def collect(evaluate: Path, baseline: Path, architectures: list[str], baselines: list[str]
@@ -41,15 +49,43 @@ def collect(evaluate: Path, baseline: Path, architectures: list[str], baselines:
     return per_file, kinds, folders
 
 
-def model_details(train: Path, export: Path, architectures: list[str]) -> pd.DataFrame:
+def model_details(train: Path, architectures: list[str]) -> pd.DataFrame:
     rows = []
     for arch in architectures:
         trained = json.loads((train / arch / "metrics.json").read_text())
-        exported = json.loads((export / arch / "export.json").read_text())
         rows.append({"system": arch, "n_params": trained["n_params"],
-                     "gmacs_per_second": trained.get("gmacs_per_second"), "train_seconds": trained["train_seconds"],
-                     "registry_version": str(exported["registry"]["version"])})
+                     "gmacs_per_second": trained.get("gmacs_per_second")})
     return pd.DataFrame(rows, columns=["system", *MODEL_COLUMNS])
+
+
+def timing_table(evaluate: Path, baseline: Path, train: Path, kinds: dict[str, str]) -> pd.DataFrame:
+    """Per system: the one-thread RTF and, for a model, its training seconds, from the stages' timing files (NaN
+    where the stage did not run in this workspace)."""
+    rows = []
+    for system, kind in kinds.items():
+        scored = read_timing((evaluate if kind == "model" else baseline) / system) or {}
+        trained = (read_timing(train / system) or {}) if kind == "model" else {}
+        rows.append({"system": system, "kind": kind, "rtf": scored.get("rtf"),
+                     "train_seconds": trained.get("train_seconds")})
+    return pd.DataFrame(rows, columns=["system", "kind", "rtf", "train_seconds"]).astype(
+        {"rtf": float, "train_seconds": float})
+
+
+def write_timing_table(out: Path, timing: pd.DataFrame) -> None:
+    lines = ["# hushkit timings (this workspace's last run of each stage)", "",
+             "rtf: processing time over audio time on one CPU thread; train_seconds: wall-clock training time. "
+             "Measured anew on every run, so kept out of the leaderboard; blank: the stage was restored by DVC, "
+             "not run here (MLflow has its figures).", "",
+             "| system | kind | rtf | train_seconds |", "|---|---|---|---|"]
+    for row in timing.itertuples():
+        rtf = "" if pd.isna(row.rtf) else f"{row.rtf:.4f}"
+        seconds = "" if pd.isna(row.train_seconds) else f"{row.train_seconds:.0f}"
+        lines.append(f"| {row.system} | {row.kind} | {rtf} | {seconds} |")
+    with atomic_path(out / "timing.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    write_timing(out, {row.system: {"kind": row.kind, "rtf": None if pd.isna(row.rtf) else row.rtf,
+                                    "train_seconds": None if pd.isna(row.train_seconds) else row.train_seconds}
+                       for row in timing.itertuples()})
 
 
 def best_architecture(scores: pd.DataFrame, kinds: dict[str, str], rank_by: str) -> str:
@@ -61,6 +97,17 @@ def best_architecture(scores: pd.DataFrame, kinds: dict[str, str], rank_by: str)
     return str(models.sort_values([rank_by, "si_sdr"], ascending=False).index[0])
 
 
+def checkpoint_version(mlflow_params: dict[str, Any], checkpoint: Path) -> str | None:
+    """The newest version of the registered model exported from `checkpoint` (the export stage tags each version
+    with its checkpoint's sha256), None when this store has none."""
+    from mlflow import MlflowClient
+
+    name = mlflow_params.get("registered_model", "hushkit-denoiser")
+    versions = MlflowClient().search_model_versions(
+        f"name = '{name}' and tags.`{tracking.CHECKPOINT_TAG}` = '{sha256_file(checkpoint)}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
 def promote(mlflow_params: dict[str, Any], version: str) -> None:
     from mlflow import MlflowClient
 
@@ -68,9 +115,9 @@ def promote(mlflow_params: dict[str, Any], version: str) -> None:
                                               str(version))
 
 
-def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, baseline: Path, mix: Path, out: Path,
+def run(params: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, mix: Path, out: Path,
         pipeline_params: dict[str, Any]) -> None:
-    evaluate, train, export, baseline, out = map(Path, (evaluate, train, export, baseline, out))
+    evaluate, train, baseline, out = map(Path, (evaluate, train, baseline, out))
     architectures = pipeline_params["train"]["architectures"]
     rank_by = params.get("rank_by", "pesq")
     evaluate_params = pipeline_params.get("evaluate", {})
@@ -86,27 +133,37 @@ def run(params: dict[str, Any], *, evaluate: Path, train: Path, export: Path, ba
              f"Best trained architecture by {rank_by} ({basis}): {best}, {scores.loc[best, rank_by]:.3f}.")
     board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
                              title="hushkit leaderboard (test split)", intro=intro, board=board,
-                             extra=model_details(train, export, architectures))
-    best_row = board.set_index("system").loc[best]
+                             extra=model_details(train, architectures))
     write_json(out / "summary.json", {
-        "best": best, "rank_by": rank_by, "best_registry_version": str(best_row.registry_version),
+        "best": best, "rank_by": rank_by,
         "rank_scores": {system: round(float(scores.loc[system, rank_by]), 4) for system in kinds},
-        "systems": {row["system"]: {m: round(float(row[m]), 4) for m in (*METRICS, "dnsmos_ovr", "rtf")
+        "systems": {row["system"]: {m: round(float(row[m]), 4) for m in (*METRICS, "dnsmos_ovr")
                                     if pd.notna(row[m])} for row in board.to_dict("records")},
     })
+    timing = timing_table(evaluate, baseline, train, kinds)
+    write_timing_table(out, timing)
 
     mlflow_params = pipeline_params.get("mlflow", {})
     mlflow = tracking.setup(mlflow_params)
-    promote(mlflow_params, best_row.registry_version)
+    version = checkpoint_version(mlflow_params, train / best / "model.pt")
+    if version is not None:
+        promote(mlflow_params, version)
+        registry = f"registry version {version} is @{ALIAS}"
+    else:
+        registry = (f"no registered version in {mlflow.get_tracking_uri()} holds its checkpoint (exported against "
+                    f"another store): @{ALIAS} not moved; `dvc repro -f export@{best}` registers it here")
+    measured = dict(zip(timing.system, timing.rtf))
     with mlflow.start_run(run_id=tracking.parent_run_id(mlflow, pipeline_params)):
         mlflow.set_tag("best_architecture", best)
         for row in board.to_dict("records"):
-            mlflow.log_metrics({f"{row['system']}.{m}": float(row[m]) for m in (*METRICS, "dnsmos_ovr", "rtf")
+            mlflow.log_metrics({f"{row['system']}.{m}": float(row[m]) for m in (*METRICS, "dnsmos_ovr")
                                 if pd.notna(row[m])})
-        mlflow.log_artifacts(str(out), artifact_path="summary")  # the report, leaderboard, plots and tables
+            if pd.notna(measured.get(row["system"])):
+                mlflow.log_metric(f"{row['system']}.rtf", float(measured[row["system"]]))
+        mlflow.log_artifacts(str(out), artifact_path="summary")  # the report, leaderboard, plots, tables, timings
     print((out / "leaderboard.md").read_text())
-    print(f"summary: best by {rank_by} is {best}; registry version {best_row.registry_version} is @{ALIAS}; "
-          f"report: {out / 'report.html'}")
+    print((out / "timing.md").read_text())
+    print(f"summary: best by {rank_by} is {best}; {registry}; report: {out / 'report.html'}")
 
 
 def main(argv: list[str] | None = None) -> None:

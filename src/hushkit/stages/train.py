@@ -1,5 +1,12 @@
 """train: fit one registered architecture (train@<arch>) on the packed features, log everything to an MLflow child
-run of the pipeline's parent run, save a self-describing checkpoint. A killed run resumes from its last saved epoch."""
+run of the pipeline's parent run (tagged with the checkpoint's sha256, by which evaluate and export find it), save a
+self-describing checkpoint. A killed run resumes from its last saved epoch.
+
+    out/model.pt        the checkpoint (the same weights give the same bytes)
+    out/history.csv     per-epoch losses, gradient norms and learning rate
+    out/metrics.json    best validation loss, size and cost of the model
+    out/timing.json     training time, in total and per epoch (not a DVC output: see hushkit.timing)
+"""
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +28,7 @@ from hushkit.models import available_models, build_model, save_checkpoint
 from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
+from hushkit.timing import write_timing
 from hushkit.training.data import PackedSplit
 from hushkit.training.determinism import environment, pin_cpu
 from hushkit.training.dynamic import training_source
@@ -127,13 +135,15 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
                         train_params=settings, environment=machine)
+        mlflow.set_tag(tracking.CHECKPOINT_TAG, sha256_file(out / "model.pt"))
         mlflow.log_artifact(str(out / "model.pt"), artifact_path="checkpoint")
-        write_table(out / "history.csv", pd.DataFrame(history))
-        write_json(out / "run.json", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                                      "parent_run_id": parent})
+        epochs = pd.DataFrame(history)
+        write_table(out / "history.csv", epochs.drop(columns=["epoch_seconds"], errors="ignore"))
         write_json(out / "metrics.json", {"best_val_loss": round(trainer.best_val, 6), "n_params": n_params,
-                                          "gmacs_per_second": round(macs / 1e9, 4), "epochs": len(history),
-                                          "train_seconds": round(train_seconds, 1)})
+                                          "gmacs_per_second": round(macs / 1e9, 4), "epochs": len(history)})
+        write_timing(out, {"train_seconds": round(train_seconds, 1), "device": str(device),
+                           "epoch_seconds": [round(float(v), 2) for v in epochs.get("epoch_seconds", [])],
+                           "mlflow_run_id": run.info.run_id})
     state_path.unlink(missing_ok=True)  # finished: nothing left to resume
     print(f"train: {arch} ({n_params} parameters, {macs / 1e9:.2f} GMAC/s of audio), best val loss "
           f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {device}"
