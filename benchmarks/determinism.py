@@ -41,13 +41,13 @@ def train_and_hash(arch: str, steps: int, batch: int) -> tuple[str, float]:
     import pandas as pd
     import torch
 
-    from hushkit.models import build_model
+    from hushkit.models import available_models, build_model
     from hushkit.params import architecture_params, load_params
     from hushkit.training.data import PackedSplit
     from hushkit.training.loop import TrainConfig, Trainer
 
     rate = 16000
-    settings = architecture_params(load_params(ROOT / "params.yaml")["train"], arch)
+    settings = architecture_params(load_params(ROOT / "params.yaml")["train"], arch, available_models())
     segment = int(round((settings.get("segment_seconds") or 1.0) * rate))
     rng = np.random.default_rng(0)
     length, count = segment + rate // 2, 8

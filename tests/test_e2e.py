@@ -47,7 +47,7 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
     for stage, report in [("corpus", "manifest.json"), ("mix", "manifest.json"), ("features", "output_arrays.json")]:
         assert json.loads((data / stage / "checks" / report).read_text())["success"] is True
     archs = tiny_params["train"]["architectures"]
-    assert len(archs) == 6
+    assert len(archs) == 7
     for arch in archs:
         assert (data / "train" / arch / "model.pt").is_file()
         trained = json.loads((data / "train" / arch / "metrics.json").read_text())
