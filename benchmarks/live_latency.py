@@ -59,8 +59,7 @@ def run(pcm: np.ndarray, rate: int, model: Path, extra: list[str]) -> dict:
     channels = pcm.shape[1]
     frame_bytes = 2 * channels
     block = max(1, round(BLOCK_SECONDS * rate))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
-           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}  # the command imports hushkit, which turns telemetry off
     command = [sys.executable, "-m", "hushkit.cli", "enhance", "-", "-o", "-", "--rate", str(rate), "--channels",
                str(channels), "--model", str(model), *extra]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

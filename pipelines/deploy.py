@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from hushkit import TELEMETRY_OFF
+
 FLOW_NAME = "retrain"
 ENTRYPOINT = "pipelines/retrain.py:retrain"
 DEFAULT_SCHEDULE: dict[str, Any] = {
@@ -38,8 +40,6 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
     "work_pool_cpu": "hushkit-cpu",
     "gpu_concurrent_training": 1,
 }
-TELEMETRY_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                 "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
 
 
 def schedule_settings(params_file: str | os.PathLike) -> dict[str, Any]:

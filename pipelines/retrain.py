@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import os
 
-# Telemetry off, and time for the ephemeral server to start, before Prefect is imported (it reads its settings then;
-# its ephemeral server inherits this process's environment).
-TELEMETRY_OFF = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                 "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+# Telemetry off (importing hushkit sets it) and time for the ephemeral server to start, before Prefect is imported
+# (it reads its settings then; its ephemeral server inherits this process's environment).
+from hushkit import TELEMETRY_OFF  # noqa: E402
 # Prefect waits 20 s for its ephemeral server by default; the first start (database set-up) on a busy 2-core machine
 # takes longer. A server that cannot start is still reported, at the end of this wait.
 EPHEMERAL_STARTUP = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
-for _name, _value in {**TELEMETRY_OFF, **EPHEMERAL_STARTUP}.items():
+for _name, _value in EPHEMERAL_STARTUP.items():
     os.environ.setdefault(_name, _value)
 
 import argparse  # noqa: E402

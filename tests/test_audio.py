@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushkit.audio import AudioReadError, read_audio, resample, trim_silence
+from hushkit.audio import AudioReadError, read_audio, resample, trim_silence, write_audio
 from hushkit.io import atomic_path, write_json
 
 
@@ -59,7 +59,7 @@ def test_written_audio_is_byte_identical_across_runs(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from hushkit.io import write_audio
+    from hushkit.audio import write_audio
 
     audio = np.linspace(-0.5, 0.5, 4000, dtype=np.float32)
     write_audio(tmp_path / "a.wav", audio, 16000)

@@ -27,11 +27,10 @@ def train_config(arch, overrides, val_segment):
     from hushkit.training.loop import TrainConfig
     from hushkit.models import available_models
     from hushkit.params import architecture_params, deep_merge
-    from hushkit.stages.train import crop_samples
     params = yaml.safe_load(open("params.yaml"))["train"]
     params["models"][arch] = deep_merge(params["models"][arch], overrides)
     settings = architecture_params(params, arch, available_models())
-    seg = crop_samples(settings, 16000, 32000)
+    seg = int(round((settings.get("segment_seconds") or 2.0) * 16000))  # as the train stage: the features' 2-s crop
     return settings, seg, TrainConfig.from_params(settings, segment=seg, val_segment=val_segment)
 
 def job(spec):

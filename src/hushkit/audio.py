@@ -1,4 +1,5 @@
-"""Small audio helpers shared by the stages: reading with a clear error, resampling, levels, trimming."""
+"""Audio in and out and the small helpers the stages share: reading with a clear error, writing byte-reproducibly
+and atomically, resampling, levels, trimming."""
 from __future__ import annotations
 
 import os
@@ -9,8 +10,10 @@ import soundfile as sf
 import soxr
 
 from hushkit.errors import UserError
+from hushkit.io import atomic_path
 
 EPS = 1e-12
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code (sndfile.h)
 
 
 class AudioReadError(UserError, ValueError):
@@ -31,6 +34,19 @@ def read_audio(path: str | os.PathLike, *, always_2d: bool = False) -> tuple[np.
     if audio.shape[0] == 0:
         raise AudioReadError(f"{path}: contains no audio frames")
     return audio, int(sr)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
+    """Float WAV by default: mixtures stay exact (and a NaN stays visible to the data checks)."""
+    path = Path(path)
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    audio = np.asarray(audio)
+    with atomic_path(path) as tmp:
+        with sf.SoundFile(tmp, "w", sample_rate, 1 if audio.ndim == 1 else audio.shape[1], subtype, format=fmt) as fh:
+            # libsndfile stamps the write time into a float WAV's PEAK chunk: off, so the same audio gives the same
+            # bytes (the files are DVC outputs; a new hash on every rerun would rerun everything downstream).
+            sf._snd.sf_command(fh._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+            fh.write(audio)
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

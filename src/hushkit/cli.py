@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from hushkit import __version__
+from hushkit.registry import REGISTERED_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
 SUMMARY = Path("data/summary/summary.json")
@@ -273,7 +274,7 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from mlflow import MlflowClient
 
-    name = model or section.get("registered_model", "hushkit-denoiser")
+    name = model or section.get("registered_model", REGISTERED_MODEL)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), name, params.get("promote") or {}
 
 
@@ -287,7 +288,7 @@ def _registry_errors() -> tuple[type[Exception], ...]:
     return RegistryError, LockError, MlflowException, FileNotFoundError, ValueError
 
 
-_MODEL_OPTION = typer.Option(None, "--model", show_default="params mlflow.registered_model, else hushkit-denoiser",
+_MODEL_OPTION = typer.Option(None, "--model", show_default=f"params mlflow.registered_model, else {REGISTERED_MODEL}",
                              help="Registered model name.")
 _URI_OPTION = typer.Option(None, "--tracking-uri", show_default="MLFLOW_TRACKING_URI, else params mlflow.tracking_uri",
                            help="MLflow tracking/registry URI (sqlite:///path or http://host:port).")

@@ -2,7 +2,9 @@
 
 ``load_enhancer`` takes a hushkit checkpoint (``.pt``), an exported ONNX (``.onnx``) or TorchScript (``.ts``, or a
 TorchScript archive named ``.pt``) file, an MLflow model URI (``models:/NAME@alias``, ``models:/NAME/VERSION``,
-``runs:/ID/path``) or a bare MLflow run id (32 hex digits, meaning ``runs:/ID/model``, what the export stage logs).
+``runs:/ID/path``), a bare MLflow run id (32 hex digits, meaning ``runs:/ID/model``, what the export stage logs) or a
+reference system (``baseline:NAME``: noisy, dsp, rnnoise, deepfilternet3; see hushkit.baselines). Every one comes
+back as the same interface, an ``Enhancer``: what the evaluation scores and ``hushkit enhance`` runs.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 MODEL_SUFFIXES = (".pt", ".onnx", ".ts")
+BASELINE = "baseline:"  # the reference-system scheme
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -146,8 +149,21 @@ def from_mlflow(uri: str) -> Enhancer:
     return load_enhancer(found[0])
 
 
-def load_enhancer(reference: str | Path) -> Enhancer:
+def from_baseline(name: str, sample_rate: int) -> Enhancer:
+    """A reference system running at `sample_rate` (each resamples to its own rate inside)."""
+    from hushkit.baselines import build_baseline
+
+    system = build_baseline(name, sample_rate)
+    return Enhancer(lambda batch: np.stack([system(signal) for signal in batch]), int(sample_rate),
+                    f"baseline {name}")
+
+
+def load_enhancer(reference: str | Path, sample_rate: int = 16000) -> Enhancer:
+    """The enhancer `reference` names (see the module docstring). `sample_rate` is the rate a reference system runs
+    at; a model runs at the rate it was trained at (its `sample_rate`)."""
     text = str(reference)
+    if text.startswith(BASELINE):
+        return from_baseline(text[len(BASELINE):], sample_rate)
     if "://" in text or text.startswith(("models:/", "runs:/")):
         return from_mlflow(text)
     path = Path(text)

@@ -13,10 +13,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 
-_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sf_command code (sndfile.h)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -108,19 +106,6 @@ def write_table(path: str | os.PathLike, df: pd.DataFrame) -> None:
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
-
-
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
-    """Float WAV by default: mixtures stay exact (and a NaN stays visible to the data checks)."""
-    path = Path(path)
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
-    audio = np.asarray(audio)
-    with atomic_path(path) as tmp:
-        with sf.SoundFile(tmp, "w", sample_rate, 1 if audio.ndim == 1 else audio.shape[1], subtype, format=fmt) as fh:
-            # libsndfile stamps the write time into a float WAV's PEAK chunk: off, so the same audio gives the same
-            # bytes (the files are DVC outputs; a new hash on every rerun would rerun everything downstream).
-            sf._snd.sf_command(fh._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
-            fh.write(audio)
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -16,6 +16,9 @@ from typing import Any
 
 from hushkit.tracking import StoreLock, store_lock
 
+# The registry's names, defined here alone: the registered model (params mlflow.registered_model overrides it), the
+# alias the summary stage points at the best new version, and the alias `hushkit promote` moves.
+REGISTERED_MODEL = "hushkit-denoiser"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MANIFEST_TAG = "data_manifest_sha256"   # export: sha256 of data/mix/manifest.csv, i.e. which test set scored it

@@ -6,12 +6,9 @@ import contextlib
 import os
 from typing import Any, Iterator
 
+from hushkit.workspace import repo_root
+
 DEFAULT_URI = "sqlite:///mlflow.db"
-
-
-# `dvc exp run --temp/--queue` runs the pipeline in a copy under <repo>/.dvc/tmp/exps/: a relative sqlite store
-# there would be a fresh, throw-away one, so it resolves against the repo the experiment came from.
-EXPERIMENT_COPY = os.path.join(".dvc", "tmp", "exps") + os.sep
 
 
 def tracking_uri(section: dict[str, Any], cwd: str | None = None) -> str:
@@ -21,9 +18,8 @@ def tracking_uri(section: dict[str, Any], cwd: str | None = None) -> str:
     prefix = "sqlite:///"
     if not uri.startswith(prefix) or os.path.isabs(uri[len(prefix):]):
         return uri
-    cwd = os.path.abspath(cwd or os.getcwd()) + os.sep
-    root = cwd.split(os.sep + EXPERIMENT_COPY)[0] if os.sep + EXPERIMENT_COPY in cwd else cwd.rstrip(os.sep)
-    return prefix + os.path.join(root, uri[len(prefix):])
+    # in a `dvc exp run --temp` copy a relative store would be a throw-away one: the user's repo's instead
+    return prefix + os.path.join(repo_root(cwd), uri[len(prefix):])
 
 
 def setup(section: dict[str, Any]):

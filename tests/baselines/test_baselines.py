@@ -15,7 +15,7 @@ NEURAL = ["rnnoise", "deepfilternet3"]
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """A real synthesized sentence at 16 kHz (espeak-ng), peak 0.5."""
-    from hushkit.corpus.espeak import synthesize
+    from hushkit.synthetic.espeak import synthesize
 
     audio, rate = synthesize("the quick brown fox jumps over the lazy dog", "en-us", rate=160, pitch=50)
     audio = resample(audio, rate, 16000)

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from hushkit.checks.stats import AUDIO_STATS_COLUMNS, SILENCE_DB, array_stats, audio_file_stats
-from hushkit.io import write_audio
+from hushkit.audio import write_audio
 
 SR = 16000
 

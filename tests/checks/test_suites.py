@@ -6,7 +6,7 @@ import pytest
 
 from hushkit.checks import DataCheckError, array_stats, audio_file_stats, suites, validate
 from hushkit.checks.gx import _batch_def
-from hushkit.io import write_audio
+from hushkit.audio import write_audio
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,7 @@ from hushkit.evaluation.folders import evaluate_folders, input_snr_db, pair_file
 def speech(text, rate):
     """A real synthesized sentence (espeak-ng) at `rate`, peak 0.5."""
     from hushkit.audio import resample
-    from hushkit.corpus.espeak import synthesize
+    from hushkit.synthetic.espeak import synthesize
 
     audio, native = synthesize(text, "en-us", rate=170, pitch=50)
     audio = resample(audio, native, rate)

@@ -5,7 +5,7 @@ import pytest
 from hushkit.audio import read_audio
 from hushkit.evaluation import systems
 from hushkit.evaluation.scoring import score_system, spread
-from hushkit.stages.evaluate import test_split as split_of
+from hushkit.evaluation.scoring import test_split as split_of
 
 
 def test_spread_takes_every_snr_level_of_an_utterance_major_split():

@@ -14,7 +14,7 @@ import soundfile as sf
 import yaml
 
 from hushkit.checks import DataCheckError
-from hushkit.corpus import catalogue
+from hushkit.acquisition import catalogue
 from hushkit.params import deep_merge
 from hushkit.stages import download
 
@@ -164,7 +164,7 @@ def test_a_rerun_takes_ingested_audio_from_the_cache(folders, tiny_params, tmp_p
     speech, noise, _ = folders
     params = _local_params(tiny_params, tmp_path, speech, noise)
     download.run(params, out=tmp_path / "first")
-    from hushkit.corpus import ingest
+    from hushkit.acquisition import ingest
 
     decoded = []
     convert = ingest._convert
@@ -287,7 +287,7 @@ def test_every_profile_has_download_settings_the_stage_accepts(profile):
     """The checks the stage runs before any work: sources, ingest rules and minimums (a typo fails here, not after
     a 5-GB download)."""
     from hushkit.checks import suites
-    from hushkit.corpus.sources import ingest_rules, parse_sources
+    from hushkit.acquisition.sources import ingest_rules, parse_sources
     from hushkit.params import load_params
 
     overlay = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())

@@ -15,12 +15,12 @@ import pytest
 import soundfile as sf
 
 from hushkit.checks import DataCheckError
-from hushkit.corpus import catalogue
+from hushkit.acquisition import catalogue
 from hushkit.evaluation.results import write_evaluation
 from hushkit.io import read_table
 from hushkit.mixing import snr_db, snr_level
 from hushkit.stages import baseline, download, features, mix
-from hushkit.stages.evaluate import test_split as split_of
+from hushkit.evaluation.scoring import test_split as split_of
 from tests.conftest import PROXY_VARIABLES, serve
 
 RATE = 48000  # VoiceBank+DEMAND's rate: ingestion resamples to the pipeline's

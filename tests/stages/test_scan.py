@@ -27,7 +27,7 @@ def _bad_entries(speech: Path, noise: Path) -> dict[str, str]:
     os.mkfifo(noise / "hum" / "pipe.flac")
     expected = {"speech/dangling.wav": "unreadable", "speech/x.wav": "not_a_file", "speech/y.wav": "not_a_file",
                 "speech/loop.wav": "unreadable", "noise/hum/pipe.flac": "not_a_file"}
-    if os.geteuid() != 0:  # root reads a chmod-000 file anyway (tests/corpus/test_scan.py fakes the error instead)
+    if os.geteuid() != 0:  # root reads a chmod-000 file anyway (tests/acquisition/test_scan.py fakes the error instead)
         locked = _tone(speech / "carol" / "locked.wav", 99)
         locked.chmod(0)
         expected["speech/carol/locked.wav"] = "unreadable"

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hushkit.audio import AudioReadError, peak, read_audio, resample, rms_db, to_mono
+from hushkit.audio import AudioReadError, peak, read_audio, resample, rms_db, to_mono, write_audio
 from hushkit.evaluation import systems
-from hushkit.evaluation.results import example_ids, write_evaluation
-from hushkit.evaluation.scoring import score_system, spread
-from hushkit.io import atomic_folder, write_audio
+from hushkit.evaluation.results import write_evaluation
+from hushkit.evaluation.scoring import example_ids, score_system, spread
+from hushkit.io import atomic_folder
 from hushkit.mixing import snr_db, snr_level
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")

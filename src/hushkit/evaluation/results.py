@@ -21,13 +21,6 @@ NOTES = (
 RTF_NOTE = "rtf: processing time over audio time on one CPU thread."
 
 
-def example_ids(test: pd.DataFrame, n: int) -> pd.Index:
-    """`n` test files for listening, spread over the split (so different levels and noises)."""
-    from hushkit.evaluation.scoring import spread
-
-    return spread(test, n) if n else pd.Index([])
-
-
 def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *, mix: Path, test: pd.DataFrame,
                      examples: dict[str, Path], title: str, extra: pd.DataFrame | None = None,
                      intro: str = "", board: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -6,17 +6,18 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.progress import track
 
-from hushkit.audio import read_audio
+from hushkit.audio import read_audio, write_audio
 from hushkit.checks import suites, validate
+from hushkit.checks.files import check_mixture_files
 from hushkit.evaluation.systems import Spec, build
-from hushkit.io import TABLE_DECIMALS, write_audio
+from hushkit.io import TABLE_DECIMALS, read_table
 from hushkit.metrics import score_pairs
-from hushkit.stages._checks import check_mixture_files
 
 KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language", "condition")
 
@@ -94,3 +95,25 @@ def score_system(system: str, spec: Spec, mix: Path, test: pd.DataFrame, checks:
             if file_id in ids:
                 write_audio(Path(folder) / f"{file_id}.wav", enhanced, rate, subtype="PCM_16")
     return per_file
+
+
+def example_ids(test: pd.DataFrame, n: int) -> pd.Index:
+    """`n` test files for listening, spread over the split (so different levels and noises)."""
+    return spread(test, n) if n else pd.Index([])
+
+
+def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
+    """The test mixtures in a fixed order (`evaluate.max_files` of them, spread over the split, if set: every SNR
+    level, noise category and origin keeps its place, where the first N would be mixtures only): every system sees
+    the same."""
+    test = read_table(Path(mix) / "manifest.csv").query("split == 'test'").sort_values("id")
+    return test[test.id.isin(spread(test, int(params["max_files"])))] if params.get("max_files") else test
+
+
+def score_on_test_split(system: str, spec: Spec, params: dict[str, Any], mix: Path,
+                        out: Path) -> pd.DataFrame:
+    """Score `spec` on the test split with the evaluate params (DNSMOS subset, report examples) and write
+    its per_file.csv; its enhanced audio for the listening report goes to out/examples."""
+    test = test_split(mix, params)
+    return score_system(system, spec, mix, test, out / "checks", dnsmos_ids=spread(test, params.get("dnsmos_files")),
+                        examples=(out / "examples", example_ids(test, int(params.get("report_examples", 0)))))

@@ -12,13 +12,16 @@ from hushkit.params import load_params
 
 
 def stage_main(
-    section: str, run: Callable[..., Any], argv: list[str] | None = None, sections: dict[str, str] | None = None
+    stage: str, run: Callable[..., Any], argv: list[str] | None = None, sections: dict[str, str] | None = None,
+    section: str | None = None,
 ) -> None:
-    """`run(params, **paths)`: each keyword-only parameter of `run` becomes a --path option (a plain string option if
+    """`run(params[section], **paths)` (`section`: the stage's own params section, named like the stage unless
+    given): each keyword-only parameter of `run` becomes a --path option (a plain string option if
     annotated `str`), except those named in `sections` (keyword → params section), which receive that other params
     section (e.g. the shared `mlflow`); the section name "*" passes the whole params file."""
     sections = sections or {}
-    parser = argparse.ArgumentParser(prog=f"python -m hushkit.stages.{section}")
+    section = section or stage
+    parser = argparse.ArgumentParser(prog=f"python -m hushkit.stages.{stage}")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     path_args = [p for p in inspect.signature(run).parameters.values() if p.kind is p.KEYWORD_ONLY]
     for param in path_args:
@@ -36,6 +39,6 @@ def stage_main(
         run(params[section], **kwargs)
     except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback
         if isinstance(err, (UserError, ValueError, FileNotFoundError)):
-            print(f"{section}: {err}", file=sys.stderr)
+            print(f"{stage}: {err}", file=sys.stderr)
             sys.exit(1)
         raise

@@ -12,9 +12,9 @@ from typing import Any
 
 from hushkit.baselines import build_baseline
 from hushkit.evaluation import aggregate, systems
+from hushkit.evaluation.scoring import score_on_test_split
 from hushkit.io import write_json, write_table
 from hushkit.stages._cli import stage_main
-from hushkit.stages.evaluate import score_on_test_split
 from hushkit.timing import split_timing, write_timing
 
 
@@ -34,7 +34,7 @@ def run(params: dict[str, Any], *, name: str, mix: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    stage_main("evaluate", run, argv)
+    stage_main("baseline", run, argv, section="evaluate")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ the pipeline rate.
     out/quarantine.csv   every rejected file with its reason and detail (only a header when there is none)
     out/checks/          the data checks' full results
 
-Sources (hushkit.corpus.sources): `synthetic` (embedded, offline, deterministic), `local` (folders), and the public
-corpora of hushkit.corpus.catalogue (downloaded once into download.cache), paired ones (recorded noisy/clean pairs,
+Sources (hushkit.acquisition.sources): `synthetic` (embedded, offline, deterministic), `local` (folders), and the public
+corpora of hushkit.acquisition.catalogue (downloaded once into download.cache), paired ones (recorded noisy/clean pairs,
 kinds `clean` and `noisy`) kept only as whole pairs. The `local` folders come as the scan stage listed them (the
-pipeline depends on that listing, not on the folders: see hushkit.corpus.scan). A bad file never stops or hangs the
+pipeline depends on that listing, not on the folders: see hushkit.acquisition.scan). A bad file never stops or hangs the
 stage: it is quarantined (a pipe, device or dangling link is never opened). The stage stops when what is accepted is
 unusable (below download.minimum), saying which minimum and by how much.
 """
@@ -21,13 +21,14 @@ import pandas as pd
 from rich.console import Console
 
 from hushkit.checks import DataCheckError, suites, validate
-from hushkit.corpus.ingest import REASONS, IngestRules
-from hushkit.corpus.sources import (
-    DEFAULT_CACHE, LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, resolve,
-    run_catalogue, run_local, run_synthetic,
+from hushkit.acquisition.ingest import REASONS, IngestRules
+from hushkit.acquisition.sources import (
+    DEFAULT_CACHE, LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, run_catalogue,
+    run_local, run_synthetic,
 )
 from hushkit.io import write_table
-from hushkit.stages._checks import check_audio_files
+from hushkit.workspace import resolve
+from hushkit.checks.files import check_audio_files
 from hushkit.stages._cli import stage_main
 
 def run(params: dict[str, Any], *, out: Path, listing: Path | None = None) -> None:

@@ -15,8 +15,7 @@ import pandas as pd
 
 from hushkit import tracking
 from hushkit.evaluation import aggregate, systems
-from hushkit.evaluation.results import example_ids
-from hushkit.evaluation.scoring import score_system, spread
+from hushkit.evaluation.scoring import score_on_test_split, test_split
 from hushkit.io import read_table, write_json, write_table
 from hushkit.metrics import METRICS
 from hushkit.models import load_checkpoint
@@ -27,23 +26,6 @@ from hushkit.timing import split_timing, write_timing
 # Breakdowns of the per-file scores every evaluation writes: file name → the columns grouped by.
 BREAKDOWNS = {"by_snr": ["target_snr_db"], "by_category": ["noise_category"], "by_condition": ["condition"]}
 CURVES = {"snr": "target_snr_db", "condition": "condition"}  # curves/<name>.csv: dvc.yaml's plots
-
-
-def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
-    """The test mixtures in a fixed order (`evaluate.max_files` of them, spread over the split, if set: every SNR
-    level, noise category and origin keeps its place, where the first N would be mixtures only): every system sees
-    the same."""
-    test = read_table(Path(mix) / "manifest.csv").query("split == 'test'").sort_values("id")
-    return test[test.id.isin(spread(test, int(params["max_files"])))] if params.get("max_files") else test
-
-
-def score_on_test_split(system: str, spec: systems.Spec, params: dict[str, Any], mix: Path,
-                        out: Path) -> pd.DataFrame:
-    """Score `spec` on the test split with the evaluate params (DNSMOS subset, report examples) and write
-    its per_file.csv; its enhanced audio for the listening report goes to out/examples."""
-    test = test_split(mix, params)
-    return score_system(system, spec, mix, test, out / "checks", dnsmos_ids=spread(test, params.get("dnsmos_files")),
-                        examples=(out / "examples", example_ids(test, int(params.get("report_examples", 0)))))
 
 
 def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, out: Path,

@@ -18,6 +18,7 @@ from hushkit.io import atomic_path, read_table, sha256_file, write_json
 from hushkit.models import load_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity
 from hushkit.models.torchscript_export import export_torchscript, torchscript_parity
+from hushkit.registry import REGISTERED_MODEL
 from hushkit.stages._cli import stage_main
 
 def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -40,7 +41,7 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     from hushkit.serving import HushkitDenoiser
 
     mlflow = tracking.setup(mlflow_params)
-    name = mlflow_params.get("registered_model", "hushkit-denoiser")
+    name = mlflow_params.get("registered_model", REGISTERED_MODEL)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=HushkitDenoiser(),

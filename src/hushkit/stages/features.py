@@ -16,7 +16,7 @@ import pandas as pd
 from hushkit.audio import read_audio, trim_silence
 from hushkit.checks import array_stats, suites, validate
 from hushkit.io import read_table, write_json, write_npy, write_table
-from hushkit.stages._checks import check_mixture_files
+from hushkit.checks.files import check_mixture_files
 from hushkit.stages._cli import stage_main
 
 PACKED_SPLITS = ("train", "val")

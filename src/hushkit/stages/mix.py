@@ -21,11 +21,11 @@ import pandas as pd
 from rich.progress import track
 
 from hushkit import reverb
-from hushkit.audio import read_audio, rms_db, trim_silence
+from hushkit.audio import read_audio, rms_db, trim_silence, write_audio
 from hushkit.checks import suites, validate
-from hushkit.io import read_table, write_audio, write_table
+from hushkit.io import read_table, write_table
 from hushkit.mixing import mix_at_snr, noise_segment, snr_db, snr_level
-from hushkit.stages._checks import check_audio_files, check_mixture_files
+from hushkit.checks.files import check_audio_files, check_mixture_files
 from hushkit.stages._cli import stage_main
 
 SPLITS = ("train", "val", "test")

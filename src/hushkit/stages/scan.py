@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hushkit.corpus.sources import scan_local
+from hushkit.acquisition.sources import scan_local
 from hushkit.io import write_json
 from hushkit.stages._cli import stage_main
 

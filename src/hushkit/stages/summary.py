@@ -20,13 +20,13 @@ from hushkit import tracking
 from hushkit.baselines import NOISY
 from hushkit.evaluation import aggregate
 from hushkit.evaluation.results import write_evaluation
+from hushkit.evaluation.scoring import test_split
 from hushkit.io import atomic_path, read_table, sha256_file, write_json
 from hushkit.metrics import METRICS
+from hushkit.registry import CHALLENGER, REGISTERED_MODEL
 from hushkit.stages._cli import stage_main
-from hushkit.stages.evaluate import test_split
 from hushkit.timing import read_timing, write_timing
 
-ALIAS = "challenger"
 MODEL_COLUMNS = ("n_params", "gmacs_per_second")
 
 
@@ -102,7 +102,7 @@ def checkpoint_version(mlflow_params: dict[str, Any], checkpoint: Path) -> str |
     with its checkpoint's sha256), None when this store has none."""
     from mlflow import MlflowClient
 
-    name = mlflow_params.get("registered_model", "hushkit-denoiser")
+    name = mlflow_params.get("registered_model", REGISTERED_MODEL)
     versions = MlflowClient().search_model_versions(
         f"name = '{name}' and tags.`{tracking.CHECKPOINT_TAG}` = '{sha256_file(checkpoint)}'")
     return str(max(int(v.version) for v in versions)) if versions else None
@@ -111,7 +111,7 @@ def checkpoint_version(mlflow_params: dict[str, Any], checkpoint: Path) -> str |
 def promote(mlflow_params: dict[str, Any], version: str) -> None:
     from mlflow import MlflowClient
 
-    MlflowClient().set_registered_model_alias(mlflow_params.get("registered_model", "hushkit-denoiser"), ALIAS,
+    MlflowClient().set_registered_model_alias(mlflow_params.get("registered_model", REGISTERED_MODEL), CHALLENGER,
                                               str(version))
 
 
@@ -148,10 +148,10 @@ def run(params: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, 
     version = checkpoint_version(mlflow_params, train / best / "model.pt")
     if version is not None:
         promote(mlflow_params, version)
-        registry = f"registry version {version} is @{ALIAS}"
+        registry = f"registry version {version} is @{CHALLENGER}"
     else:
         registry = (f"no registered version in {mlflow.get_tracking_uri()} holds its checkpoint (exported against "
-                    f"another store): @{ALIAS} not moved; `dvc repro -f export@{best}` registers it here")
+                    f"another store): @{CHALLENGER} not moved; `dvc repro -f export@{best}` registers it here")
     measured = dict(zip(timing.system, timing.rtf))
     with mlflow.start_run(run_id=tracking.parent_run_id(mlflow, pipeline_params)):
         mlflow.set_tag("best_architecture", best)

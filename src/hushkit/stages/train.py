@@ -23,7 +23,8 @@ import torch
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
 from hushkit.inference import enhance_waveform
-from hushkit.io import sha256_file, write_audio, write_json, write_table
+from hushkit.audio import write_audio
+from hushkit.io import sha256_file, write_json, write_table
 from hushkit.models import available_models, build_model, save_checkpoint
 from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params

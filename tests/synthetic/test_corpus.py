@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hushkit.corpus.speakers import make_speakers
-from hushkit.corpus.synthetic import MANIFEST_COLUMNS, build_synthetic
-from hushkit.corpus.words import make_sentence
+from hushkit.synthetic.speakers import make_speakers
+from hushkit.synthetic.corpus import MANIFEST_COLUMNS, build_synthetic
+from hushkit.synthetic.words import make_sentence
 from hushkit.io import sha256_file
 
 TINY = {

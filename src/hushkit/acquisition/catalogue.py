@@ -1,7 +1,7 @@
 """Public speech and noise corpora in code: where each lives, what its archives must hash to, how to read its layout.
 
 `get_corpus(name)` gives a `Corpus`; `fetch_corpus(name, cache, dest)` downloads its archives (verified, resumable,
-cached; see hushkit.corpus.fetch), extracts each into `dest/<archive stem>/` and returns `corpus.parse(dest)`.
+cached; see hushkit.acquisition.fetch), extracts each into `dest/<archive stem>/` and returns `corpus.parse(dest)`.
 Every parser returns one row per audio file with COLUMNS, paths relative to the root it was given, and raises
 ValueError naming the path and the corpus when an expected file or folder is missing.
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Literal
 
 import pandas as pd
 
-from hushkit.corpus.fetch import Resource, extract, fetch
+from hushkit.acquisition.fetch import Resource, extract, fetch
 
 COLUMNS = ["path", "kind", "speaker", "category", "language", "split", "pair_id"]
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg"})

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hushkit.audio import frame_energies_db, rms_db
-from hushkit.corpus.espeak import EspeakError, Synthesizer
+from hushkit.synthetic.espeak import EspeakError, Synthesizer
 
 EN_TEXT = "The quiet farmer opens the old wooden door."
 RU_TEXT = "Маленькая кошка видит большой зелёный дом."

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from hushkit.audio import resample, to_mono
-from hushkit.corpus.ingest import (
+from hushkit.acquisition.ingest import (
     MANIFEST_COLUMNS, QUARANTINE_COLUMNS, REASONS, IngestRules, ingest_folder, summary_line, write_quarantine_report,
 )
 from hushkit.io import read_table
@@ -420,7 +420,7 @@ def test_level_is_judged_after_resampling_too(tmp_path, monkeypatch):
     row = res.accepted.iloc[0]
     assert row.source_rms_dbfs > -15 and -45 < row.rms_dbfs < -41
 
-    import hushkit.corpus.ingest as ingest
+    import hushkit.acquisition.ingest as ingest
 
     decoded = []
     convert = ingest._convert

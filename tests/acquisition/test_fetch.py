@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushkit.corpus.fetch import EXTRACTED_MARKER, DownloadError, Resource, extract, fetch
+from hushkit.acquisition.fetch import EXTRACTED_MARKER, DownloadError, Resource, extract, fetch
 
 FAST = {"backoff": 0.01, "timeout": 5.0, "progress": False, "chunk": 4096}
 
@@ -277,7 +277,7 @@ def test_md5_only_and_size(server, zip_data, tmp_path):
 def test_trust_on_first_use(server, zip_data, tmp_path, caplog):
     server.files["/a.zip"] = zip_data
     res = Resource(server.url("/a.zip"), "a.zip")
-    with caplog.at_level(logging.WARNING, logger="hushkit.corpus.fetch"):
+    with caplog.at_level(logging.WARNING, logger="hushkit.acquisition.fetch"):
         path = fetch(res, tmp_path, **FAST)
     assert "unverified" in caplog.text and "trust on first use" in caplog.text
     assert (tmp_path / "a.zip.sha256").read_text() == f"{_sha256(zip_data)}  a.zip\n"

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hushkit.audio import resample
-from hushkit.corpus.espeak import Synthesizer
-from hushkit.corpus.noise import CATEGORIES, generate_noise
-from hushkit.corpus.speakers import Speaker, make_speakers
-from hushkit.corpus.words import make_sentence
-from hushkit.io import sha256_file, write_audio
+from hushkit.audio import resample, write_audio
+from hushkit.synthetic.espeak import Synthesizer
+from hushkit.synthetic.noise import CATEGORIES, generate_noise
+from hushkit.synthetic.speakers import Speaker, make_speakers
+from hushkit.synthetic.words import make_sentence
+from hushkit.io import sha256_file
 
 MANIFEST_COLUMNS = [
     "path", "kind", "speaker", "category", "language", "text", "voice",

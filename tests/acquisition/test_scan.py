@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hushkit.corpus import scan
-from hushkit.corpus.scan import Entry, HashCache, from_listing, list_folder, to_listing
+from hushkit.acquisition import scan
+from hushkit.acquisition.scan import Entry, HashCache, from_listing, list_folder, to_listing
 from hushkit.io import NotARegularFileError, sha256_file
 
 SUFFIXES = (".wav", ".flac")

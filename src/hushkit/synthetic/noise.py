@@ -242,9 +242,9 @@ def music(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
 
 def babble(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Babble: 4-8 espeak-ng talkers in non-corpus languages, each speaking random sentences, summed."""
-    from hushkit.corpus.espeak import Synthesizer
-    from hushkit.corpus.speakers import babble_voices
-    from hushkit.corpus.words import make_sentence
+    from hushkit.synthetic.espeak import Synthesizer
+    from hushkit.synthetic.speakers import babble_voices
+    from hushkit.synthetic.words import make_sentence
 
     synth = Synthesizer()
     voices = babble_voices()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hushkit.corpus.catalogue import (
+from hushkit.acquisition.catalogue import (
     CATALOGUE,
     COLUMNS,
     archive_stem,

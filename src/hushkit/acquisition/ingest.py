@@ -14,7 +14,7 @@ Decisions (see also the reason codes in REASONS):
 - Duplicates are judged on the source bytes (sha256), before decoding; the first accepted file (sorted order) wins.
 - Level is judged twice: on the source, and on the resampled output (resampling to a lower rate drops the energy
   above the new band, so a file of high-pitched hiss can become near-silent); accepted files are never silent.
-- Only regular files are ever opened (hushkit.corpus.scan lists a folder): a dangling or looping symbolic link is
+- Only regular files are ever opened (hushkit.acquisition.scan lists a folder): a dangling or looping symbolic link is
   `unreadable`, a named pipe, socket, device or a folder named like an audio file is `not_a_file`, a file whose bytes
   differ from the listing it was given (it changed in between) is `changed`.
 
@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from hushkit.audio import EPS, resample
-from hushkit.corpus.scan import Entry, list_folder
-from hushkit.io import NotARegularFileError, read_table, sha256_file, write_audio, write_table
+from hushkit.audio import EPS, resample, write_audio
+from hushkit.acquisition.scan import Entry, list_folder
+from hushkit.io import NotARegularFileError, read_table, sha256_file, write_table
 
 REASONS = ("unreadable", "not_a_file", "changed", "empty", "non_finite", "too_short", "too_long", "silent", "clipped",
            "duplicate", "unsupported", "not_audio",
-           # recorded pairs (hushkit.corpus.sources.keep_whole_pairs): a side without its partner, or two sides of
+           # recorded pairs (hushkit.acquisition.sources.keep_whole_pairs): a side without its partner, or two sides of
            # different lengths
            "unpaired", "mismatched_pair")
 QUARANTINE_COLUMNS = ["source", "reason", "detail"]
@@ -114,7 +114,7 @@ def ingest_folder(source: Path, kind: str, out: Path, sample_rate: int, rules: I
                   *, prefix: str = "", language: str = "und", progress: bool = True,
                   entries: Sequence[Entry] | None = None) -> IngestResult:
     """Accept each good audio file of `source` into out/<prefix><kind>/ (sorted), quarantine the rest. `entries`:
-    the folder's listing (hushkit.corpus.scan) when the caller has one; else the folder is listed now."""
+    the folder's listing (hushkit.acquisition.scan) when the caller has one; else the folder is listed now."""
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise NotADirectoryError(f"ingest source {source} is not a folder")

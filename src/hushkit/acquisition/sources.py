@@ -2,7 +2,7 @@
 
     synthetic            out/speech/..., out/noise/...    the embedded corpus, exactly as it always was
     local                out/local/{speech,noise}/...     the folders download.local.{speech,noise}, ingested
-    <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.corpus.catalogue), then ingested
+    <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.acquisition.catalogue), then ingested
     <paired corpus>      out/<name>/{clean,noisy}/...     recorded pairs (voicebank_demand): both sides ingested,
                                                           kept only as a whole pair; the mix stage copies them
 
@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 import soundfile as sf
 
+from hushkit.acquisition.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
+from hushkit.acquisition.scan import HashCache, from_listing, list_folder, to_listing
 from hushkit.checks.suites import CORPUS_COLUMNS
-from hushkit.corpus.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
-from hushkit.corpus.scan import HashCache, from_listing, list_folder, to_listing
 from hushkit.io import atomic_path, read_table
+from hushkit.workspace import resolve
 
 SYNTHETIC, LOCAL = "synthetic", "local"
 KINDS = ("speech", "noise")
@@ -66,7 +67,7 @@ def parse_sources(params: dict[str, Any]) -> list[SourceSpec]:
     if not entries:
         raise ValueError("params download.sources is empty; list at least one of: synthetic, local, "
                          "or a catalogue corpus")
-    from hushkit.corpus.catalogue import CATALOGUE
+    from hushkit.acquisition.catalogue import CATALOGUE
 
     known = [SYNTHETIC, LOCAL, *sorted(CATALOGUE)]
     specs: list[SourceSpec] = []
@@ -95,24 +96,11 @@ def ingest_rules(params: dict[str, Any]) -> IngestRules:
     return IngestRules(**{k: (None if v is None else float(v)) for k, v in settings.items()})
 
 
-def resolve(value: str | os.PathLike, cwd: str | None = None) -> Path:
-    """A path from params: absolute as is; relative to the repo, also inside a `dvc exp run --temp` copy
-    (<repo>/.dvc/tmp/exps/...), where it means the user's repo as it does for the tracking store."""
-    from hushkit.tracking import EXPERIMENT_COPY
-
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return path
-    here = os.path.abspath(cwd or os.getcwd()) + os.sep
-    marker = os.sep + EXPERIMENT_COPY
-    return Path(here.split(marker)[0]) / path if marker in here else path
-
-
 # ------------------------------------------------------------------------------------------------------ synthetic
 
 
 def run_synthetic(params: dict[str, Any], spec: SourceSpec, out: Path) -> SourceOutput:
-    from hushkit.corpus.synthetic import build_synthetic
+    from hushkit.synthetic.corpus import build_synthetic
 
     manifest = build_synthetic(params, out)
     for kind in set(KINDS) - set(spec.kinds):  # synthetic:speech or synthetic:noise: the other kind goes
@@ -141,7 +129,7 @@ def local_folder(params: dict[str, Any], kind: str) -> tuple[str, Path]:
 
 
 def scan_local(params: dict[str, Any]) -> dict[str, Any]:
-    """The listing of the `local` source's folders (hushkit.corpus.scan), one per kind download.sources takes from
+    """The listing of the `local` source's folders (hushkit.acquisition.scan), one per kind download.sources takes from
     it ({} when it takes none); content hashes are cached under <download.cache>/scan/."""
     spec = next((s for s in parse_sources(params) if s.name == LOCAL), None)
     if spec is None:
@@ -183,7 +171,7 @@ def run_catalogue(params: dict[str, Any], spec: SourceSpec, out: Path, rules: In
                   cache: Path) -> SourceOutput:
     """A catalogue corpus: downloaded into <cache>/downloads (verified, resumable, never twice), extracted into
     <cache>/extracted/<name>, then ingested file by file as parsed from its layout and metadata."""
-    from hushkit.corpus.catalogue import fetch_corpus, get_corpus
+    from hushkit.acquisition.catalogue import fetch_corpus, get_corpus
 
     corpus = get_corpus(spec.name)
     rate = int(params["sample_rate"])

@@ -8,7 +8,7 @@ import pytest
 from scipy import signal
 
 from hushkit.audio import frame_energies_db, peak, rms_db
-from hushkit.corpus.noise import CATEGORIES, generate_noise
+from hushkit.synthetic.noise import CATEGORIES, generate_noise
 
 SR = 16000
 EXPECTED = {"white", "pink", "brown", "babble", "hum", "fan", "traffic", "keyboard", "rain", "music"}

@@ -1,11 +1,11 @@
 """Offline embedded corpus: espeak-ng speech and procedural noise, generated deterministically from a seed."""
 from __future__ import annotations
 
-from hushkit.corpus.espeak import EspeakError, Synthesizer
-from hushkit.corpus.noise import CATEGORIES, generate_noise
-from hushkit.corpus.speakers import Speaker, babble_voices, make_speakers
-from hushkit.corpus.synthetic import MANIFEST_COLUMNS, build_synthetic
-from hushkit.corpus.words import make_sentence
+from hushkit.synthetic.espeak import EspeakError, Synthesizer
+from hushkit.synthetic.noise import CATEGORIES, generate_noise
+from hushkit.synthetic.speakers import Speaker, babble_voices, make_speakers
+from hushkit.synthetic.corpus import MANIFEST_COLUMNS, build_synthetic
+from hushkit.synthetic.words import make_sentence
 
 __all__ = [
     "CATEGORIES",

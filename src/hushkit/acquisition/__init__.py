@@ -1,0 +1,2 @@
+"""Acquisition: getting real audio into the pipeline — downloading public corpora (fetch, catalogue), listing and
+ingesting the user's folders (scan, ingest) and turning `download.sources` into a corpus (sources)."""
