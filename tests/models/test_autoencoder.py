@@ -82,7 +82,7 @@ def test_lookahead_matches_the_receptive_field(kwargs):
     period = model.total_stride
     length = 12 * period
     x = torch.randn(1, model.filterbank or 1, length, dtype=torch.float64, requires_grad=True)
-    y = model._unet(x)[0, 0]
+    y = model.masker(x)[0, 0]
     start = 4 * period
     for t in range(start, start + period):
         (grad,) = torch.autograd.grad(y[t], x, retain_graph=True)
@@ -130,6 +130,6 @@ def test_filterbank_starts_as_a_perfect_reconstruction_pair(length):
     """The analysis/synthesis pair starts as an STFT and its inverse: with every gate at 1 (the U-Net's output
     forced high) the model returns its input."""
     model = _model(**SMALL_FB).eval()
-    model._unet = lambda coefficients: torch.full_like(coefficients, 60.0)  # sigmoid(60) == 1 in float32
+    model.masker = lambda coefficients: torch.full_like(coefficients, 60.0)  # sigmoid(60) == 1 in float32
     x = 0.1 * torch.randn(2, length)
     assert torch.allclose(model(x), x, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from hushkit.models import Denoiser, build_model
+from hushkit.models import Denoiser, build_model, capture_init
 from hushkit.models.complexity import macs_per_second, real_time_factor, recurrent_macs
 from tests.models.test_models import CONFIGS, IDS
 
@@ -37,6 +37,7 @@ def _hooks(model: nn.Module) -> dict[str, tuple[int, int]]:
 class _OneConv(Denoiser):
     """One Conv1d(1 -> 4, kernel 5, 'same' padding), channels averaged (a reduction: not counted)."""
 
+    @capture_init
     def __init__(self, sample_rate: int = 8000):
         super().__init__(sample_rate=sample_rate)
         self.conv = nn.Conv1d(1, 4, 5, padding=2)
@@ -48,6 +49,7 @@ class _OneConv(Denoiser):
 class _Recurrent(Denoiser):
     """Blocks of 4 samples through a 2-layer bidirectional GRU/LSTM (hidden 6) and a Linear(12 -> 4) back."""
 
+    @capture_init
     def __init__(self, sample_rate: int = 8000, rnn: str = "gru"):
         super().__init__(sample_rate=sample_rate)
         cls = nn.GRU if rnn == "gru" else nn.LSTM

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hushkit.models import Denoiser, SpectralMaskDenoiser, available_models, build_model, register_model
+from hushkit.models import Denoiser, SpectralMaskDenoiser, available_models, build_model, capture_init, register_model
 from hushkit.models import base as models_base
 
 # Non-default settings worth covering too (e.g. the paper's cascade with skip connections, kept small here).
@@ -107,8 +107,9 @@ def test_bad_constructor_arguments_are_a_value_error():
         build_model("crced", bogus=1)
 
 
-def test_config_is_recorded_for_any_subclass():
+def test_capture_init_records_the_outermost_constructors_arguments():
     class Tiny(Denoiser):
+        @capture_init
         def __init__(self, sample_rate: int = 16000, gain: float = 1.0, taps=(1, 2), **options):
             super().__init__(sample_rate=sample_rate)
             self.gain = torch.nn.Parameter(torch.tensor(float(gain)))
@@ -116,10 +117,11 @@ def test_config_is_recorded_for_any_subclass():
         def forward(self, noisy):
             return noisy * self.gain
 
-    class Tinier(Tiny):  # inherits __init__; its outermost call records
+    class Tinier(Tiny):  # inherits the decorated __init__
         pass
 
     class Wrapped(Tiny):
+        @capture_init
         def __init__(self, depth: int = 2, **kwargs):
             super().__init__(**kwargs)
             self.depth = depth
@@ -127,13 +129,27 @@ def test_config_is_recorded_for_any_subclass():
     assert Tiny(gain=2.0, extra="x").config == {"sample_rate": 16000, "gain": 2.0, "taps": [1, 2], "extra": "x"}
     assert Tinier(8000).config == {"sample_rate": 8000, "gain": 1.0, "taps": [1, 2]}
     assert Wrapped(depth=3, gain=0.5).config == {"depth": 3, "gain": 0.5}
+    assert Denoiser(sample_rate=8000).config == {"sample_rate": 8000}
     with pytest.raises(TypeError, match="JSON"):
         Tiny(gain=1.0, extra=object())
+    with pytest.raises(TypeError, match=r"\*args"):
+        capture_init(lambda self, *args: None)
+
+
+def test_register_model_refuses_a_constructor_without_capture_init():
+    class Undecorated(Denoiser):
+        def __init__(self, sample_rate: int = 16000, gain: float = 1.0):  # would record only sample_rate
+            super().__init__(sample_rate=sample_rate)
+
+    with pytest.raises(TypeError, match="capture_init"):
+        register_model("tmp-undecorated")(Undecorated)
+    assert "tmp-undecorated" not in available_models()
 
 
 def test_register_model_rejects_duplicates_and_non_denoisers():
     @register_model("tmp-test-net")
     class TmpNet(Denoiser):
+        @capture_init
         def __init__(self, sample_rate: int = 16000):
             super().__init__(sample_rate=sample_rate)
 

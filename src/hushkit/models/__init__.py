@@ -8,14 +8,17 @@ from __future__ import annotations
 # Every architecture, one module each: importing it registers the model under its name (adding a model is adding
 # a module and its line here).
 from hushkit.models import autoencoder, convtasnet, crced, crnn, densenet, gtcrn, segan  # noqa: F401
-from hushkit.models.base import Denoiser, SpectralMaskDenoiser, available_models, build_model, register_model
+from hushkit.models.base import (Denoiser, FilterbankDenoiser, SpectralMaskDenoiser, available_models, build_model,
+                                  capture_init, register_model)
 from hushkit.models.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "Denoiser",
+    "FilterbankDenoiser",
     "SpectralMaskDenoiser",
     "available_models",
     "build_model",
+    "capture_init",
     "load_checkpoint",
     "register_model",
     "save_checkpoint",

@@ -23,7 +23,8 @@ the output cropped back, so any length ``T >= 1`` works.
 By default the U-Net does not see raw samples but the coefficients of a learned filterbank that starts as a
 windowed Fourier basis (an STFT), with a layer norm in every level, and gates the coefficients (see
 ``WaveAutoencoder``): the encoder-decoder is the same, but it learns within a CPU budget where the sample-domain
-version does not. ``filterbank=0, norm=False`` is the sample-domain Demucs-like model.
+version does not. ``filterbank=0, norm=False`` is the sample-domain Demucs-like model. Either way the U-Net is the
+masker of a ``FilterbankDenoiser``, whose forward frames, normalises and reconstructs around it.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import Denoiser, register_model
-from hushkit.models.filterbank import FourierFilterbank
+from hushkit.models.base import FilterbankDenoiser, capture_init, register_model
+from hushkit.models.filterbank import check_filterbank_argument
 
 # Added to the input's standard deviation before dividing by it (Demucs: 1e-3). 1e-5 keeps the scale error at
 # -35 dBFS (RMS ~0.018) below 0.1 %, and all-zero input at exactly zero.
@@ -99,7 +100,7 @@ class _Up(nn.Module):
 
 
 @register_model("autoencoder")
-class WaveAutoencoder(Denoiser):
+class WaveAutoencoder(FilterbankDenoiser):
     """Waveform U-Net denoiser (see the module docstring), in one of two domains:
 
     * ``filterbank=L`` (default 64, 4 ms at 16 kHz): a learned filterbank (``Conv1d(1, L, L, stride L/2)``, its
@@ -123,6 +124,7 @@ class WaveAutoencoder(Denoiser):
     ``kernel >= stride``; an odd ``kernel - stride`` pads asymmetrically and works too.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -136,17 +138,16 @@ class WaveAutoencoder(Denoiser):
         norm: bool = True,
     ):
         super().__init__(sample_rate=sample_rate)
-        channels, depth, kernel, stride, filterbank = (int(v) for v in (channels, depth, kernel, stride, filterbank))
+        channels, depth, kernel, stride = (int(v) for v in (channels, depth, kernel, stride))
+        filterbank = check_filterbank_argument(filterbank)
         if channels < 1 or depth < 1:
             raise ValueError(f"channels and depth must be positive, got channels={channels}, depth={depth}")
         if stride < 1 or kernel < stride:
             raise ValueError(f"need 1 <= stride <= kernel, got kernel={kernel}, stride={stride}")
         if growth <= 0:
             raise ValueError(f"growth must be positive, got {growth}")
-        if filterbank and (filterbank < 2 or filterbank % 2):
-            raise ValueError(f"filterbank must be 0 (samples) or an even length >= 2, got {filterbank}")
         self.depth, self.kernel, self.stride, self.filterbank = depth, kernel, stride, filterbank
-        self.total_stride = stride ** depth
+        self.total_stride = self.frame_multiple = stride ** depth
         outer = filterbank or 1  # channels of the U-Net's input and output
         widths = [max(1, int(round(channels * growth ** level))) for level in range(depth)]
         self.widths = widths
@@ -169,9 +170,7 @@ class WaveAutoencoder(Denoiser):
             # reproduce speech from random weights (the seed projects' autoencoder "generated noise").
             nn.init.zeros_(self.decoder[-1].conv.weight)
             nn.init.zeros_(self.decoder[-1].conv.bias)
-        if filterbank:
-            self.input_norm = _norm(filterbank, True)
-            self.bank = FourierFilterbank(filterbank)
+        self.add_domain(filterbank, self.residual)  # after the rescaling: the Fourier start stays exact
 
     @property
     def algorithmic_latency_samples(self) -> int:
@@ -182,8 +181,7 @@ class WaveAutoencoder(Denoiser):
         frame covering a sample ends ``L - 1`` samples later and its gate sees the U-Net's look-ahead in frames
         of ``L/2`` samples more. The utterance-level std and norms are left out (a streaming version would use
         running estimates, as Demucs' streamer does)."""
-        steps = max(self.lookahead_of(t) for t in range(self.total_stride))
-        return self.bank.latency_samples(steps) if self.filterbank else steps + 1
+        return self.bank.latency_samples(max(self.lookahead_of(t) for t in range(self.total_stride)))
 
     def lookahead_of(self, t: int) -> int:
         """Latest U-Net input step (sample or frame) that output step `t` depends on, minus `t` (ignoring the
@@ -204,9 +202,9 @@ class WaveAutoencoder(Denoiser):
         # Output sample t of a transposed conv (cropped by pad_left) depends on input frames up to (t+pad_left)//s.
         return decoder_input_future(1, (t + pad_left) // s) - t
 
-    def _unet(self, x: Tensor) -> Tensor:
-        """(B, C, T) with T a multiple of ``stride ** depth`` → (B, C, T), C = 1 (samples) or the filterbank's
-        channels, without the input's level normalisation."""
+    def masker(self, x: Tensor) -> Tensor:
+        """The U-Net: (B, C, T) with T a multiple of ``stride ** depth`` → (B, C, T), C = 1 (samples) or the
+        filterbank's channels."""
         skips = []
         for down in self.encoder:
             x = down(x)
@@ -216,29 +214,12 @@ class WaveAutoencoder(Denoiser):
             x = up(x + skips.pop())
         return x
 
-    def _samples(self, x: Tensor, length: int) -> Tensor:
-        """(B, 1, T') level-normalised samples → (B, length): the U-Net on samples, plus the input if residual."""
-        pad = (self.total_stride - length % self.total_stride) % self.total_stride
-        out = self._unet(F.pad(x, (0, pad)))[:, 0, :length]
-        return out + x[:, 0, :length] if self.residual else out
-
-    def _filterbank(self, x: Tensor, length: int) -> Tensor:
-        """(B, 1, T) → (B, length): analysis (with frames appended so the U-Net's strides divide their count),
-        gated coefficients, synthesis."""
-        coefficients = self.bank.analyse(x, multiple=self.total_stride)
-        gates = torch.sigmoid(self._unet(self.input_norm(coefficients)))
-        return self.bank.synthesise(coefficients * gates, length)
-
-    def forward(self, noisy: Tensor) -> Tensor:
-        squeeze = noisy.dim() == 1
-        if squeeze:
-            noisy = noisy[None]
-        length = noisy.shape[-1]
-        x = noisy[:, None, :]
-        mean = x.mean(dim=-1, keepdim=True)
+    def normalise_level(self, noisy: Tensor) -> tuple[Tensor, Tensor]:
+        mean = noisy.mean(dim=-1, keepdim=True)
         # Population std (defined for T = 1); the tiny epsilon keeps sqrt's gradient finite for silent input.
-        std = ((x - mean) ** 2).mean(dim=-1, keepdim=True).add(1e-12).sqrt()
+        std = ((noisy - mean) ** 2).mean(dim=-1, keepdim=True).add(1e-12).sqrt()
         scale = std + STD_FLOOR
-        x = x / scale
-        out = (self._filterbank(x, length) if self.filterbank else self._samples(x, length)) * scale[:, 0]
-        return out[0] if squeeze else out
+        return noisy / scale, scale
+
+    def restore_level(self, enhanced: Tensor, scale: Tensor) -> Tensor:
+        return enhanced * scale

@@ -1,12 +1,12 @@
-"""The Denoiser contract, the model registry, and the shared spectral-mask machinery.
+"""The Denoiser contract, the model registry, and the machinery shared by spectral-mask and learned-filterbank models.
 
 Every model maps a noisy waveform batch ``(B, T)`` float32 at ``model.sample_rate`` to an enhanced waveform of
 exactly the same shape, for any ``T >= 1``. That keeps training, evaluation, export and inference the same code
 for every architecture.
 
-Constructor arguments are recorded automatically (``model.config``, a JSON-serialisable dict), so that
-``build_model(model.name, **model.config)`` rebuilds an identical architecture: a checkpoint needs nothing but
-itself. Subclasses just declare keyword arguments with defaults; tuples are recorded as lists.
+Constructor arguments are recorded by ``@capture_init`` on every model's ``__init__`` (``model.config``, a
+JSON-serialisable dict), so that ``build_model(model.name, **model.config)`` rebuilds an identical architecture: a
+checkpoint needs nothing but itself. Models declare keyword arguments with defaults; tuples are recorded as lists.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, Iterable, TypeVar
 import torch
 from torch import Tensor, nn
 
+from hushkit.models.filterbank import FourierFilterbank, SampleFrames
 from hushkit.models.stft import ConvISTFT, ConvSTFT
 
 _REGISTRY: dict[str, type["Denoiser"]] = {}
@@ -32,6 +33,9 @@ def register_model(name: str) -> Callable[[D], D]:
     def decorate(cls: D) -> D:
         if not (isinstance(cls, type) and issubclass(cls, Denoiser)):
             raise TypeError(f"@register_model({name!r}) needs a Denoiser subclass, got {cls!r}")
+        if not getattr(cls.__init__, "captures_config", False):
+            raise TypeError(f"@register_model({name!r}): {cls.__qualname__}.__init__ needs @capture_init, which "
+                            "records the arguments a checkpoint rebuilds the model from")
         if key in _REGISTRY and _REGISTRY[key] is not cls:
             raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[key].__qualname__}")
         cls.name = key
@@ -74,65 +78,61 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _record_config(init: Callable[..., None]) -> Callable[..., None]:
+def _recorded_arguments(signature: inspect.Signature, self: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    bound = signature.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    config: dict[str, Any] = {}
+    for key, value in list(bound.arguments.items())[1:]:
+        if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+        else:
+            config[key] = value
+    config = _jsonable(config)
+    try:
+        json.dumps(config)
+    except TypeError as err:
+        raise TypeError(f"{type(self).__name__}: constructor arguments must be JSON-serialisable to be recorded in "
+                        f"model.config: {err}") from None
+    return config
+
+
+def capture_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorator for a model's ``__init__``: record the arguments it is called with, defaults applied, as
+    ``self.config`` (JSON-serialisable; tuples become lists, ``**kwargs`` are recorded flat), from which
+    ``build_model(model.name, **model.config)`` rebuilds the architecture. Only the outermost decorated constructor
+    records: the ``super().__init__(...)`` calls it makes do not replace its config. ``@register_model`` refuses a
+    model whose constructor lacks it."""
     signature = inspect.signature(init)
-    for param in signature.parameters.values():
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            raise TypeError(f"{init.__qualname__}: *args cannot be recorded in model.config; use keyword arguments")
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()):
+        raise TypeError(f"{init.__qualname__}: *args cannot be recorded in model.config; use keyword arguments")
 
     @functools.wraps(init)
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        outermost = "_config_depth" not in self.__dict__
-        self.__dict__["_config_depth"] = self.__dict__.get("_config_depth", 0) + 1
-        try:
-            if outermost:
-                bound = signature.bind(self, *args, **kwargs)
-                bound.apply_defaults()
-                config: dict[str, Any] = {}
-                for key, value in list(bound.arguments.items())[1:]:
-                    if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
-                        config.update(value)
-                    else:
-                        config[key] = value
-                config = _jsonable(config)
-                try:
-                    json.dumps(config)
-                except TypeError as err:
-                    raise TypeError(f"{type(self).__name__}: constructor arguments must be JSON-serialisable "
-                                    f"to be recorded in model.config: {err}") from None
-            init(self, *args, **kwargs)
-        finally:
-            self.__dict__["_config_depth"] -= 1
-        if outermost:
-            del self.__dict__["_config_depth"]
-            self.config = config
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "config" not in self.__dict__:
+            self.__dict__["config"] = _recorded_arguments(signature, self, args, kwargs)
+        init(self, *args, **kwargs)
 
+    __init__.captures_config = True  # type: ignore[attr-defined]
     return __init__
 
 
 class Denoiser(nn.Module):
     """Base of every model: ``forward(noisy (B, T)) -> enhanced (B, T)`` at ``self.sample_rate``.
 
-    Subclasses: take keyword arguments only (recorded in ``self.config``), call
-    ``super().__init__(sample_rate=sample_rate)``, implement ``forward`` and ``algorithmic_latency_samples``,
-    and, if they learn input statistics, ``prepare``.
+    Subclasses: take keyword arguments only, decorate ``__init__`` with ``@capture_init`` (which records them in
+    ``self.config``), call ``super().__init__(sample_rate=sample_rate)``, implement ``forward`` and
+    ``algorithmic_latency_samples``, and, if they learn input statistics, ``prepare``.
     """
 
     name: ClassVar[str] = ""  # set by @register_model
     config: dict[str, Any]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = _record_config(cls.__dict__["__init__"])  # type: ignore[method-assign]
-
+    @capture_init
     def __init__(self, sample_rate: int = 16000) -> None:
         super().__init__()
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.sample_rate = int(sample_rate)
-        if not hasattr(self, "config"):  # the base used directly: nothing to rebuild, but keep the contract
-            self.config = {"sample_rate": self.sample_rate}
 
     @property
     def algorithmic_latency_samples(self) -> int:
@@ -162,6 +162,7 @@ class SpectralMaskDenoiser(Denoiser):
     learnt once by ``prepare`` / ``set_input_stats``; defaults 0 and 1 are the identity.
     """
 
+    @capture_init
     def __init__(self, sample_rate: int = 16000, n_fft: int = 256, hop: int = 128, window: str = "sqrt_hann"):
         super().__init__(sample_rate=sample_rate)
         self.n_fft, self.hop = int(n_fft), int(hop)
@@ -266,3 +267,70 @@ class SpectralMaskDenoiser(Denoiser):
         real, imag = self.enhance_spectrum(*self.stft(noisy))
         enhanced = self.istft(real, imag, noisy.shape[-1])
         return enhanced[0] if squeeze else enhanced
+
+
+class FilterbankDenoiser(Denoiser):
+    """Shared machinery of learned-filterbank models: encoder (analysis filterbank) → ``masker`` (the architecture)
+    → decoder (synthesis filterbank, cropped to the input's length); ``forward`` is written once, here.
+
+    A subclass implements ``masker(coefficients (B, C, frames)) -> estimate (B, C, frames)``, which sees the
+    coefficients through ``self.input_norm``, and may override these hooks:
+
+    * ``normalise_level(noisy (B, T)) -> (x, gain)`` and ``restore_level(enhanced (B, T), gain)``: an
+      utterance-level input normalisation that the output undoes (default: none);
+    * ``encode(x (B, 1, T)) -> coefficients``: ``self.bank``'s analysis, frames appended up to a multiple of
+      ``frame_multiple`` (the masker's total stride over frames);
+    * ``combine(coefficients, estimate) -> enhanced coefficients``: ``self.bank``'s rule;
+    * ``decode(enhanced coefficients, samples) -> (B, samples)``: ``self.bank``'s synthesis.
+
+    ``add_domain`` sets ``self.bank`` and ``self.input_norm``: a ``FourierFilterbank``, whose coefficients the
+    masker's output gates, behind a layer norm; or ``SampleFrames``, where the masker runs on the samples and its
+    output is the waveform. A model with an encoder/decoder pair of its own (Conv-TasNet) overrides ``encode``,
+    ``combine`` and ``decode`` instead.
+    """
+
+    frame_multiple: int = 1
+
+    def add_domain(self, filterbank: int, residual: bool) -> None:
+        """Run the masker over a ``filterbank``-filter ``FourierFilterbank`` after a layer norm of its coefficients
+        (GroupNorm, one group), or, for ``filterbank=0``, over the samples (``SampleFrames(residual)``, no norm).
+        The modules are registered and initialised when this is called: a model calls it after creating its
+        masker's layers, whose random initialisation then draws first and whose weights come first in the
+        state_dict."""
+        if filterbank:
+            self.input_norm: nn.Module = nn.GroupNorm(1, filterbank, eps=1e-8)
+            self.bank: nn.Module = FourierFilterbank(filterbank)
+        else:
+            self.input_norm = nn.Identity()
+            self.bank = SampleFrames(residual)
+
+    def masker(self, features: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define masker")
+
+    def normalise_level(self, noisy: Tensor) -> tuple[Tensor, Any]:
+        return noisy, None
+
+    def restore_level(self, enhanced: Tensor, gain: Any) -> Tensor:
+        return enhanced
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.bank.analyse(x, multiple=self.frame_multiple)
+
+    def combine(self, coefficients: Tensor, estimate: Tensor) -> Tensor:
+        return self.bank.combine(coefficients, estimate)
+
+    def decode(self, coefficients: Tensor, samples: int) -> Tensor:
+        return self.bank.synthesise(coefficients, samples)
+
+    def forward(self, noisy: Tensor) -> Tensor:
+        squeeze = noisy.dim() == 1
+        if squeeze:
+            noisy = noisy[None]
+        if noisy.dim() != 2:
+            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(noisy.shape)}")
+        samples = noisy.shape[-1]
+        x, gain = self.normalise_level(noisy)
+        coefficients = self.encode(x[:, None])
+        enhanced = self.combine(coefficients, self.masker(self.input_norm(coefficients)))
+        out = self.restore_level(self.decode(enhanced, samples), gain)
+        return out[0] if squeeze else out

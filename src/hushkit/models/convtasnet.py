@@ -16,9 +16,9 @@ As in the paper:
 With a bias-free encoder and decoder and a layer norm in front of the separator, the model is scale-equivariant
 (``model(a * x) == a * model(x)`` for ``a > 0``, up to the norms' epsilon): no input level normalisation needed.
 
-Framing (as ``ConvSTFT``): the input is zero-padded by ``L - L/2`` on the left and up to the end of the last frame
-on the right, so every sample is covered by exactly two frames, any length ``T >= 1`` works, and the output is
-cropped back to ``T``. Frame ``k`` covers samples ``[k*S - (L - S), k*S + S)`` with ``S = L/2``.
+The encoder → separator → decoder forward is ``FilterbankDenoiser``'s; the encoder and decoder are the learned
+filterbank of ``hushkit.models.filterbank`` (framing as ``ConvSTFT``: every sample is covered by exactly two frames,
+any length ``T >= 1`` works, and the output is cropped back to ``T``).
 
 Our defaults are much smaller than the paper's best (N=512, L=16 at 8 kHz, B=128, H=512, P=3, X=8, R=3), for
 CPU training: see ``ConvTasNet``.
@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import Denoiser, register_model
-from hushkit.models.filterbank import windowed_fourier_filters
+from hushkit.models.base import FilterbankDenoiser, capture_init, register_model
+from hushkit.models.filterbank import AnalysisFilterbank, SynthesisFilterbank, check_filter_length, sigmoid_gate, \
+    windowed_fourier_filters
 
 NORM_EPS = 1e-8
 
@@ -95,18 +96,20 @@ class _Block(nn.Module):
 
 
 @register_model("convtasnet")
-class ConvTasNet(Denoiser):
+class ConvTasNet(FilterbankDenoiser):
     """Conv-TasNet with a sigmoid mask for one source (see the module docstring).
 
     Defaults ``N=128, L=64, B=32, H=48, P=3, X=6, R=2`` (85 k parameters) are cut down from the paper's best
     (N=512, L=16 at 8 kHz, B=128, H=512, X=8, R=3: 5 M parameters, ~100x the compute) so that a training step
     (batch 16 x 2 s, forward + backward + AdamW) takes ~0.4 s of CPU time on one thread (0.66 s wall with 2
-    threads on a 2-core machine shared with another job). The cost is in the blocks' per-frame ops on ``H`` channels (PReLU, norms, depthwise conv are
-    memory-bound), so it scales with ``frames x H x blocks``: ``L=64`` (4 ms window, 2 ms hop) halves the frames
-    of ``L=32`` (the paper's 2 ms window), and ``H=64`` already costs ~1.4x. The receptive field is
+    threads on a 2-core machine shared with another job). The cost is in the blocks' per-frame ops on ``H``
+    channels (PReLU, norms, depthwise conv are memory-bound), so it scales with ``frames x H x blocks``: ``L=64``
+    (4 ms window, 2 ms hop) halves the frames of ``L=32`` (the paper's 2 ms window), and ``H=64`` already costs
+    ~1.4x. The receptive field is
     ``1 + R (P - 1) (2^X - 1)`` frames: 253 frames of 32 samples, ~0.5 s, half of it look-ahead if not causal.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -121,14 +124,16 @@ class ConvTasNet(Denoiser):
         identity_init: bool = True,
     ):
         super().__init__(sample_rate=sample_rate)
-        N, L, B, H, P, X, R = (int(v) for v in (N, L, B, H, P, X, R))
-        if L < 2 or L % 2:
-            raise ValueError(f"L must be an even integer >= 2 (stride L/2), got {L}")
+        N, B, H, P, X, R = (int(v) for v in (N, B, H, P, X, R))
+        L = check_filter_length(L, "L (filter length, stride L/2)")
         if min(N, B, H, P, X, R) < 1:
             raise ValueError(f"N, B, H, P, X and R must be positive, got {dict(N=N, B=B, H=H, P=P, X=X, R=R)}")
         self.N, self.L, self.stride, self.P, self.X, self.R = N, L, L // 2, P, X, R
         self.causal = bool(causal)
-        self.encoder = nn.Conv1d(1, N, L, stride=self.stride, bias=False)
+        # The filterbank is the model's own encoder/decoder pair (the paper's names, the checkpoint's keys; see
+        # encode / combine / decode), created before and after the separator: random initialisation draws in
+        # this order.
+        self.encoder = AnalysisFilterbank(N, L)
         self.input_norm = _norm(N, self.causal)
         self.bottleneck = nn.Conv1d(N, B, 1)
         self.blocks = nn.ModuleList(
@@ -136,7 +141,7 @@ class ConvTasNet(Denoiser):
         )
         self.mask_prelu = nn.PReLU()
         self.mask_conv = nn.Conv1d(B, N, 1)
-        self.decoder = nn.ConvTranspose1d(N, 1, L, stride=self.stride, bias=False)
+        self.decoder = SynthesisFilterbank(N, L)
         if identity_init and N >= 2 * L:
             self._init_as_identity()
 
@@ -177,23 +182,24 @@ class ConvTasNet(Denoiser):
         the latest frame covering sample t ends ``L - 1`` samples later, and its mask sees ``lookahead_frames``
         more frames of ``L/2`` samples: ``L + lookahead_frames * L/2`` (causal: ``L``). The non-causal gLN's
         utterance-level statistics are left out (a streaming version would use cLN, i.e. ``causal=True``)."""
-        return self.L + self.lookahead_frames * self.stride
+        return self.encoder.latency_samples(self.lookahead_frames)
 
-    def forward(self, noisy: Tensor) -> Tensor:
-        squeeze = noisy.dim() == 1
-        if squeeze:
-            noisy = noisy[None]
-        length = noisy.shape[-1]
-        left = self.L - self.stride
-        right = self.L - 1 - (length - 1) % self.stride
-        frames = F.relu(self.encoder(F.pad(noisy[:, None, :], (left, right))))  # (batch, N, frames)
-        x = self.bottleneck(self.input_norm(frames))
+    def encode(self, x: Tensor) -> Tensor:
+        return F.relu(self.encoder(x))  # the paper's non-negative representation (a learnt "spectrogram")
+
+    def masker(self, x: Tensor) -> Tensor:
+        """The separator (TCN) over the layer-normalised encoder output: the mask's logits."""
+        x = self.bottleneck(x)
         skips = None
         for block in self.blocks:
             residual, skip = block(x)
             skips = skip if skips is None else skips + skip
             if residual is not None:
                 x = residual
-        mask = torch.sigmoid(self.mask_conv(self.mask_prelu(skips)))
-        out = self.decoder(frames * mask)[:, 0, left : left + length]
-        return out[0] if squeeze else out
+        return self.mask_conv(self.mask_prelu(skips))
+
+    def combine(self, coefficients: Tensor, mask_logits: Tensor) -> Tensor:
+        return sigmoid_gate(coefficients, mask_logits)
+
+    def decode(self, coefficients: Tensor, samples: int) -> Tensor:
+        return self.decoder(coefficients, samples)

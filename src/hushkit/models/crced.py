@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import SpectralMaskDenoiser, register_model
+from hushkit.models.base import SpectralMaskDenoiser, capture_init, register_model
 
 
 class _ConvBNReLU(nn.Module):
@@ -66,6 +66,7 @@ class CRCED(SpectralMaskDenoiser):
     ``filters=(16, 16, 8), repeats=2`` costs about the same as one paper block.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,

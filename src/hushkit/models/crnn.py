@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import SpectralMaskDenoiser, register_model
+from hushkit.models.base import SpectralMaskDenoiser, capture_init, register_model
 
 RNNS = ("gru", "lstm")
 
@@ -68,6 +68,7 @@ class CRNN(SpectralMaskDenoiser):
     whole utterance, so it has no ``algorithmic_latency_samples``.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import SpectralMaskDenoiser, register_model
+from hushkit.models.base import SpectralMaskDenoiser, capture_init, register_model
 
 
 class _CausalConv(nn.Module):
@@ -115,6 +115,7 @@ class DenseNet(SpectralMaskDenoiser):
     cheap. Growth 12 costs ~1.8x as much; ``fold=2`` ~2.5x.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,

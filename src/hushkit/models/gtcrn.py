@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hushkit.models.base import SpectralMaskDenoiser, register_model
+from hushkit.models.base import SpectralMaskDenoiser, capture_init, register_model
 
 COMPRESSION = 0.3  # power-law exponent of the real / imaginary input features
 RNNS = ("lstm", "gru")  # choices of every recurrent layer
@@ -280,6 +280,7 @@ class GTCRN(SpectralMaskDenoiser):
     merging (65 + 64 = 129 bands for 257 bins).
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,

@@ -56,8 +56,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from hushkit.models.base import Denoiser, register_model
-from hushkit.models.filterbank import FourierFilterbank
+from hushkit.models.base import FilterbankDenoiser, capture_init, register_model
+from hushkit.models.filterbank import check_filterbank_argument
 
 PAPER_CHANNELS = (16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 1024)
 # A quarter of the paper's widths (first layers kept at 8 so no layer is trivially thin): the 11 layers, the
@@ -133,7 +133,7 @@ class SEGANDiscriminator(nn.Module):
 
 
 @register_model("segan")
-class SEGAN(Denoiser):
+class SEGAN(FilterbankDenoiser):
     """The SEGAN generator (see the module docstring); ``make_discriminator()`` builds its discriminator.
 
     ``channels``: encoder widths, one per strided layer (the decoder mirrors them); depth = ``len(channels)``,
@@ -150,6 +150,7 @@ class SEGAN(Denoiser):
     makes the step ~1.4x longer.
     """
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -167,8 +168,7 @@ class SEGAN(Denoiser):
     ):
         super().__init__(sample_rate=sample_rate)
         channels = _check_channels(channels, "channels")
-        if filterbank and (filterbank < 2 or filterbank % 2):
-            raise ValueError(f"filterbank must be 0 (samples) or an even length >= 2, got {filterbank}")
+        filterbank = check_filterbank_argument(filterbank)
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 3 (symmetric 'same' padding), got {kernel_size}")
         if z_channels < 0:
@@ -181,9 +181,10 @@ class SEGAN(Denoiser):
             _check_channels(d_channels, "d_channels")
         self.channels, self.kernel_size, self.z_channels = channels, int(kernel_size), int(z_channels)
         self.depth, self.stride = len(channels), 2 ** len(channels)
+        self.frame_multiple = self.stride
         self.preemphasis, self.normalize, self.eps = float(preemphasis), bool(normalize), float(eps)
         pad = self.kernel_size // 2
-        self.filterbank = int(filterbank)
+        self.filterbank = filterbank
         outer = self.filterbank or 1  # the encoder's input and decoder's output channels
 
         def act(width: int) -> nn.Module:  # PReLU, after a layer norm (GroupNorm, one group) with `norm`
@@ -212,9 +213,7 @@ class SEGAN(Denoiser):
         self.decoder = nn.ModuleList(decoder)
         self.decoder_acts = nn.ModuleList(acts)
         self.residual = bool(residual) and not self.filterbank
-        if self.filterbank:  # the strided convs run over filterbank frames and gate the coefficients
-            self.input_norm = nn.GroupNorm(1, self.filterbank, eps=1e-8)
-            self.bank = FourierFilterbank(self.filterbank)
+        self.add_domain(self.filterbank, self.residual)  # filterbank frames whose coefficients it gates, or samples
         if self.residual:
             # Output = (normalised) input + a correction that starts at zero: a short run starts from the noisy
             # input's quality and learns what to remove (the paper's generator starts from random output).
@@ -255,26 +254,21 @@ class SEGAN(Denoiser):
         taps = self.deemphasis_kernel.shape[-1]
         return F.conv1d(F.pad(y[:, None], (taps - 1, 0)), self.deemphasis_kernel)[:, 0]
 
-    def forward(self, noisy: Tensor) -> Tensor:
-        squeeze = noisy.dim() == 1
-        if squeeze:
-            noisy = noisy[None]
-        if noisy.dim() != 2:
-            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(noisy.shape)}")
-        length = noisy.shape[-1]
-        x = noisy
-        if self.preemphasis > 0:
-            x = self._preemphasise(x)
-        if self.normalize:
-            scale = _rms(x, self.eps)
-            x = x / scale
-        source = x
-        if self.filterbank:
-            coefficients = self.bank.analyse(x[:, None], multiple=self.stride)  # (B, L, frames)
-            x = self.input_norm(coefficients)
-        else:
-            x = F.pad(x, (0, (self.stride - length % self.stride) % self.stride))[:, None]  # (B, 1, padded)
+    def normalise_level(self, noisy: Tensor) -> tuple[Tensor, Tensor | None]:
+        x = self._preemphasise(noisy) if self.preemphasis > 0 else noisy
+        if not self.normalize:
+            return x, None
+        scale = _rms(x, self.eps)
+        return x / scale, scale
 
+    def restore_level(self, y: Tensor, scale: Tensor | None) -> Tensor:
+        if scale is not None:
+            y = y * scale
+        return self._deemphasise(y) if self.preemphasis > 0 else y
+
+    def masker(self, x: Tensor) -> Tensor:
+        """The strided encoder-decoder with skips over (B, C, frames), frames a multiple of ``2 ** depth``, the
+        latent z at the bottleneck (sampled in training, zero in eval)."""
         skips = []
         for layer in self.encoder:
             x = layer(x)
@@ -291,15 +285,4 @@ class SEGAN(Denoiser):
                 x = deconv(torch.cat([x, skips[self.depth - 1 - i]], dim=1))
             if i < self.depth - 1:
                 x = self.decoder_acts[i](x)
-
-        if self.filterbank:
-            y = self.bank.synthesise(coefficients * torch.sigmoid(x), length)
-        else:
-            y = x[:, 0, :length]
-        if self.residual:
-            y = source + y
-        if self.normalize:
-            y = y * scale
-        if self.preemphasis > 0:
-            y = self._deemphasise(y)
-        return y[0] if squeeze else y
+        return x
