@@ -114,10 +114,11 @@ def _sample_rate(meta: dict, path: Path) -> int:
 def _configure_mlflow():
     """Point mlflow at the project's store (MLFLOW_TRACKING_URI, else params.yaml's mlflow.tracking_uri, else
     sqlite:///mlflow.db) unless the caller already chose one."""
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
     from hushkit import tracking
+    from hushkit.errors import import_extra
+
+    mlflow = import_extra("mlflow", "pipeline", "a model from MLflow (models:/..., runs:/... or a run id)")
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
     if not is_tracking_uri_set():
         section = {}
@@ -147,6 +148,13 @@ def from_mlflow(uri: str) -> Enhancer:
 
 
 def load_enhancer(reference: str | Path) -> Enhancer:
+    """Load a denoiser from any model reference: a hushkit checkpoint (``.pt``, e.g. ``data/train/gtcrn/model.pt``),
+    an exported ``.onnx`` or TorchScript ``.ts`` file, an MLflow model URI (``models:/hushkit-denoiser@champion``,
+    ``models:/NAME/VERSION``, ``runs:/ID/path``; needs ``hushkit[pipeline]``) or a bare MLflow run id.
+
+    The returned Enhancer is called with float32 audio at its ``sample_rate``, shaped (samples,) or (batch,
+    samples), and returns enhanced audio of the same shape. FileNotFoundError for a missing file, ValueError (naming
+    it) for a file that is not a usable hushkit model."""
     text = str(reference)
     if "://" in text or text.startswith(("models:/", "runs:/")):
         return from_mlflow(text)
