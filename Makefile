@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	# torch first, pinned: the local CPU wheel satisfies it; anything else pulls GBs of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS) 2>&1 | { grep -v '^WARNING: Location' || true; }
-	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	$(BIN)/pip install --quiet -e '.[pipeline,orchestration,baselines,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	touch $(STAMP)
 
 # `make repro PROFILE=real-small` first merges profiles/real-small.yaml into params.yaml (`git diff params.yaml`

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from hushkit import __version__
+from hushkit.errors import MissingExtraError
 from hushkit.registry import REGISTERED_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
@@ -36,11 +37,11 @@ REFUSED, ERROR = 1, 2
 
 @contextlib.contextmanager
 def _one_line_errors(*errors: type[Exception]):
-    """`errors` (a bad file, path, setting or store: what a user can act on) as one `error:` line and exit 2, not
-    a traceback."""
+    """`errors` (a bad file, path, setting or store: what a user can act on) and a missing optional extra as one
+    `error:` line and exit 2, not a traceback."""
     try:
         yield
-    except errors as err:
+    except (*errors, MissingExtraError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=ERROR)
 
@@ -187,10 +188,10 @@ def _enhance_all(pairs: list[tuple[Path, Path]], enhancer, *, stream: bool, over
                 frames = None  # enhance_file says why, naming the file
             audio = progress.add_task(source.name, total=frames or None)
             try:
-                seconds = enhance_file(source, destination, enhancer, chunk_seconds=chunk_seconds,
-                                       overlap_seconds=overlap_seconds, stream=stream,
+                seconds = enhance_file(source, destination, enhancer, overwrite=overwrite,
+                                       chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds, stream=stream,
                                        on_progress=lambda n, task=audio: progress.advance(task, n))
-            except (AudioReadError, FileNotFoundError, ValueError, OutputError) as err:
+            except (AudioReadError, FileNotFoundError, FileExistsError, ValueError, OutputError) as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
             else:
@@ -235,15 +236,24 @@ def evaluate(
 ) -> None:
     """Score your own paired recordings with every baseline and model: leaderboard, plots, listening report."""
     from hushkit.audio import AudioReadError
+    from hushkit.baselines import missing_runtimes, require_runtimes
     from hushkit.evaluation.folders import evaluate_folders
     from hushkit.io import OutputError
     from hushkit.params import load_params
 
     params = load_params(params_file) if params_file.is_file() else {"train": {"architectures": []}, "evaluate": {}}
     settings = params.get("evaluate", {})
+    baselines = settings.get("baselines")
+    if not baselines:  # no params: every reference system whose runtime is installed, saying which are left out
+        baselines = ["noisy", "dsp", "rnnoise", "deepfilternet3"]
+        left_out = missing_runtimes(baselines)
+        if left_out:
+            typer.echo(f"note: {', '.join(left_out)} not scored (pip install 'hushkit[baselines]' adds them)",
+                       err=True)
+            baselines = [name for name in baselines if name not in left_out]
     with _one_line_errors(AudioReadError, FileNotFoundError, ValueError, OutputError):
-        board = evaluate_folders(clean, noisy, out, models=_models(model, params),
-                                 baselines=settings.get("baselines") or ["noisy", "dsp", "rnnoise", "deepfilternet3"],
+        require_runtimes(baselines)
+        board = evaluate_folders(clean, noisy, out, models=_models(model, params), baselines=baselines,
                                  dnsmos_files=settings.get("dnsmos_files"),
                                  report_examples=int(settings.get("report_examples", 4)), overwrite=overwrite)
     typer.echo((out / "leaderboard.md").read_text())
@@ -272,7 +282,7 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
                                 "--tracking-uri / set MLFLOW_TRACKING_URI")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from mlflow import MlflowClient
+    MlflowClient = _mlflow_module("mlflow").MlflowClient
 
     name = model or section.get("registered_model", REGISTERED_MODEL)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), name, params.get("promote") or {}
@@ -280,12 +290,18 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
 
 def _registry_errors() -> tuple[type[Exception], ...]:
     """What promote/rollback/history report as one line (exit 2) instead of a traceback."""
-    from mlflow.exceptions import MlflowException
-
+    with _one_line_errors():
+        MlflowException = _mlflow_module("mlflow.exceptions").MlflowException
     from hushkit.registry import RegistryError
     from hushkit.tracking import LockError
 
     return RegistryError, LockError, MlflowException, FileNotFoundError, ValueError
+
+
+def _mlflow_module(name: str):
+    from hushkit.errors import import_extra
+
+    return import_extra(name, "pipeline", "the model registry (promote, rollback, history)")
 
 
 _MODEL_OPTION = typer.Option(None, "--model", show_default=f"params mlflow.registered_model, else {REGISTERED_MODEL}",
@@ -397,6 +413,27 @@ def params_command(
         tmp.write_text(text, encoding="utf-8")
     shown = ", ".join(changed) if changed else "nothing (already applied)"
     typer.echo(f"{target}: profile {profile} applied; changed {shown}", err=True)
+
+
+@app.command("readme-results")
+def readme_results(
+    readme: Path = typer.Option(Path("README.md"), "--readme", help="The README with the results markers."),
+    leaderboard: Path = typer.Option(Path("data/summary/leaderboard.md"), "--leaderboard",
+                                     help="The summary stage's leaderboard."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 if the README's results block is not "
+                                                      "the leaderboard's."),
+) -> None:
+    """Put the leaderboard (main table, per-condition tables) into README.md between its results markers."""
+    from hushkit.readme import ReadmeError, update_readme
+
+    with _one_line_errors(FileNotFoundError, ReadmeError):
+        changed = update_readme(readme, leaderboard, write=not check)
+    if check:
+        typer.echo(f"{readme}: results {'differ from' if changed else 'match'} {leaderboard}")
+        if changed:
+            raise typer.Exit(code=REFUSED)
+        return
+    typer.echo(f"{readme}: results {'updated from' if changed else 'already match'} {leaderboard}")
 
 
 if __name__ == "__main__":  # python -m hushkit.cli: the command without the installed entry point

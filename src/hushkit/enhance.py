@@ -253,12 +253,26 @@ def _streamed(handle: sf.SoundFile, enhancer: Enhancer, chunk: int) -> Iterator[
     yield _fit(stream.push(np.zeros((0, handle.channels), np.float32), last=True), max(0, total - written)), 0
 
 
-def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike, enhancer: Enhancer, *,
-                 chunk_seconds: float = 10.0, overlap_seconds: float = 0.5, stream: bool = False,
-                 on_progress: Progress | None = None) -> float:
-    """Enhance one file into `output_path` (written atomically); returns the seconds of audio processed.
-    `on_progress(frames)` is called with the input frames each block consumed."""
+def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
+                 model: Enhancer | str | os.PathLike, *, overwrite: bool = False, chunk_seconds: float = 10.0,
+                 overlap_seconds: float = 0.5, stream: bool = False, on_progress: Progress | None = None) -> float:
+    """Denoise one audio file into `output_path`; returns the seconds of audio processed.
+
+    `model` is a loaded Enhancer (``load_enhancer``: load once, enhance many files) or anything ``load_enhancer``
+    takes (a ``.pt`` checkpoint, an ``.onnx``/``.ts`` export, an MLflow URI or run id). The input may be any format,
+    rate, channel count and bit depth soundfile reads; the output keeps its rate, channels and subtype, in the
+    format its extension names. It is written to a temp file renamed into place (a failure leaves nothing), and an
+    existing `output_path` is refused (FileExistsError) unless `overwrite`. `stream=True` runs a causal model
+    (crnn, crced, gtcrn) chunk by chunk with its state carried; `on_progress(frames)` is called with the input
+    frames each block consumed. A bad input raises AudioReadError naming the file."""
     input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.exists() and not overwrite:
+        raise FileExistsError(f"{output_path}: exists; pass overwrite=True to replace it")
+    if not isinstance(model, Enhancer):
+        from hushkit.inference import load_enhancer
+
+        model = load_enhancer(model)
+    enhancer = model
     if chunk_seconds <= 0 or not (stream or 0 <= overlap_seconds <= chunk_seconds / 2):
         raise ValueError(f"need chunk_seconds > 0 and 0 <= overlap_seconds <= chunk_seconds / 2, got "
                          f"{chunk_seconds} and {overlap_seconds}")

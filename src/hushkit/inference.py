@@ -117,10 +117,11 @@ def _sample_rate(meta: dict, path: Path) -> int:
 def _configure_mlflow():
     """Point mlflow at the project's store (MLFLOW_TRACKING_URI, else params.yaml's mlflow.tracking_uri, else
     sqlite:///mlflow.db) unless the caller already chose one."""
-    import mlflow
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
     from hushkit import tracking
+    from hushkit.errors import import_extra
+
+    mlflow = import_extra("mlflow", "pipeline", "a model from MLflow (models:/..., runs:/... or a run id)")
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
     if not is_tracking_uri_set():
         section = {}
@@ -159,8 +160,15 @@ def from_baseline(name: str, sample_rate: int) -> Enhancer:
 
 
 def load_enhancer(reference: str | Path, sample_rate: int = 16000) -> Enhancer:
-    """The enhancer `reference` names (see the module docstring). `sample_rate` is the rate a reference system runs
-    at; a model runs at the rate it was trained at (its `sample_rate`)."""
+    """Load a denoiser from any model reference: a hushkit checkpoint (``.pt``, e.g. ``data/train/gtcrn/model.pt``),
+    an exported ``.onnx`` or TorchScript ``.ts`` file, an MLflow model URI (``models:/hushkit-denoiser@champion``,
+    ``models:/NAME/VERSION``, ``runs:/ID/path``; needs ``hushkit[pipeline]``), a bare MLflow run id, or
+    ``baseline:<name>`` (a reference system such as ``baseline:rnnoise``, run at `sample_rate`; a model runs at the
+    rate it was trained at).
+
+    The returned Enhancer is called with float32 audio at its ``sample_rate``, shaped (samples,) or (batch,
+    samples), and returns enhanced audio of the same shape. FileNotFoundError for a missing file, ValueError (naming
+    it) for a file that is not a usable hushkit model."""
     text = str(reference)
     if text.startswith(BASELINE):
         return from_baseline(text[len(BASELINE):], sample_rate)

