@@ -10,6 +10,8 @@ from typing import Iterable
 
 import numpy as np
 
+from hushkit.progress import progress
+
 METRICS = ("pesq", "stoi", "estoi", "si_sdr")
 DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovr")
 PESQ_RATES = (8000, 16000)
@@ -96,11 +98,12 @@ def _score_job(job: tuple) -> dict[str, float]:
     return score_pair(*job)
 
 
-def score_pairs(jobs: Iterable[tuple], workers: int = 1) -> list[dict[str, float]]:
+def score_pairs(jobs: Iterable[tuple], workers: int = 1, description: str | None = None) -> list[dict[str, float]]:
     """Score many (reference, estimate, rate[, with_dnsmos]) jobs, in a process pool when `workers` > 1 (every
-    metric is single-threaded C/numpy/onnxruntime)."""
+    metric is single-threaded C/numpy/onnxruntime). With a `description`, files done / total are reported."""
     jobs = list(jobs)
+    report = (lambda scores: progress(scores, len(jobs), description)) if description else (lambda scores: scores)
     if workers <= 1 or len(jobs) < 4:
-        return [_score_job(job) for job in jobs]
+        return list(report(map(_score_job, jobs)))
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_score_job, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        return list(report(pool.map(_score_job, jobs, chunksize=max(1, len(jobs) // (16 * workers)))))

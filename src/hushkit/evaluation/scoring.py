@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.progress import track
 
 from hushkit.audio import read_audio, write_audio
 from hushkit.checks import suites, validate
@@ -18,6 +17,7 @@ from hushkit.checks.files import check_mixture_files
 from hushkit.evaluation.systems import Spec, build
 from hushkit.io import TABLE_DECIMALS, read_table
 from hushkit.metrics import score_pairs
+from hushkit.progress import progress
 
 KEYS = ("id", "target_snr_db", "noise_category", "speaker", "language", "condition")
 
@@ -55,8 +55,8 @@ def _enhance_file(spec: Spec, path: Path) -> tuple[np.ndarray, float]:
 
 def enhance_all(spec: Spec, paths: list[Path], workers: int, description: str) -> list[tuple[np.ndarray, float]]:
     with ProcessPoolExecutor(max(1, workers), initializer=_single_thread) as pool:
-        return list(track(pool.map(_enhance_file, [spec] * len(paths), paths, chunksize=4), total=len(paths),
-                          description=description, transient=True))
+        return list(progress(pool.map(_enhance_file, [spec] * len(paths), paths, chunksize=4), len(paths),
+                             description))
 
 
 def score_system(system: str, spec: Spec, mix: Path, test: pd.DataFrame, checks: Path, *,
@@ -78,7 +78,7 @@ def score_system(system: str, spec: Spec, mix: Path, test: pd.DataFrame, checks:
     # Rounded as per_file.csv stores them: below that, a score can differ between runs on the same audio (ESTOI's
     # multi-threaded linear algebra does, in the last bits), and every mean and the data check's fingerprint are
     # then made of exactly the values the file holds.
-    scores = pd.DataFrame(score_pairs(jobs, workers=workers)).round(TABLE_DECIMALS)
+    scores = pd.DataFrame(score_pairs(jobs, workers=workers, description=f"score test set ({system})")).round(TABLE_DECIMALS)
     seconds = np.array([elapsed for _, elapsed in outputs])
     durations = np.array([len(reference) / rate for reference, *_ in jobs])
     # files outside the mix stage's test conditions (a user's recordings) have no `condition`: left empty

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.progress import track
 
 from hushkit import reverb
 from hushkit.audio import read_audio, rms_db, trim_silence, write_audio
 from hushkit.checks import suites, validate
+from hushkit.checks.files import check_audio_files, check_mixture_files
 from hushkit.io import read_table, write_table
 from hushkit.mixing import mix_at_snr, noise_segment, snr_db, snr_level
-from hushkit.checks.files import check_audio_files, check_mixture_files
+from hushkit.progress import progress
 from hushkit.stages._cli import stage_main
 
 SPLITS = ("train", "val", "test")
@@ -176,8 +176,7 @@ def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, 
     split = clean.speaker.map(split_recorded(clean, params.get("recorded") or {},
                                              np.random.default_rng([int(params["seed"]), 1])))
     rows, counters = [], dict.fromkeys(SPLITS, 0)
-    for row, part in track(zip(clean.itertuples(), split), total=len(clean), description="copy pairs",
-                           transient=True):
+    for row, part in progress(zip(clean.itertuples(), split), len(clean), "copy pairs"):
         file_id = f"{part}r{counters[part]:05d}"
         counters[part] += 1
         clean_audio, _ = read_audio(corpus / row.path)
@@ -250,7 +249,7 @@ def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corp
         return trim_silence(audio, rate, params["trim_top_db"]) if trim else audio
 
     rows = []
-    for job in track(plan.itertuples(), total=len(plan), description="mix", transient=True):
+    for job in progress(plan.itertuples(), len(plan), "mix"):
         job_rng = np.random.default_rng(job.seed)
         clean = load(job.speech_path, True)
         reference = None
