@@ -82,7 +82,7 @@ def frame_energies_db(audio: np.ndarray, frame: int, hop: int) -> np.ndarray:
 
 
 def trim_silence(audio: np.ndarray, sample_rate: int, top_db: float = 35.0) -> np.ndarray:
-    """Cut leading/trailing frames quieter than `top_db` below the loudest frame (as the seed projects did)."""
+    """Cut leading/trailing frames quieter than `top_db` below the loudest frame."""
     frame, hop = int(0.025 * sample_rate), int(0.010 * sample_rate)
     energy = frame_energies_db(audio, frame, hop)
     active = np.flatnonzero(energy > energy.max() - top_db)

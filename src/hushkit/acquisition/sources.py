@@ -1,6 +1,6 @@
 """The download stage's sources: `download.sources` parsed, and each source brought into the corpus folder.
 
-    synthetic            out/speech/..., out/noise/...    the embedded corpus, exactly as it always was
+    synthetic            out/speech/..., out/noise/...    the embedded corpus, generated offline from download.seed
     local                out/local/{speech,noise}/...     the folders download.local.{speech,noise}, ingested
     <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.acquisition.catalogue), then ingested
     <paired corpus>      out/<name>/{clean,noisy}/...     recorded pairs (voicebank_demand): both sides ingested,

@@ -107,20 +107,17 @@ class WaveAutoencoder(FilterbankDenoiser):
       mirror ``ConvTranspose1d`` for synthesis) that starts as the windowed Fourier basis, i.e. an STFT and its
       exact inverse (``hushkit.models.filterbank``). The U-Net runs over the L coefficient channels at the frame
       rate (after a layer norm of its input) and its last level outputs one sigmoid gate per coefficient, which
-      multiplies the coefficients before synthesis. This is what made the model learn within the CPU budget:
-      measured with benchmarks/train_budget.py (80 test files, compressed-spectrum + SI-SDR loss), 2000 steps on
-      1 s crops (242 s) gave +0.23 PESQ-WB / +3.4 dB SI-SDR over the noisy input; the sample-domain U-Net below
-      gained +1.0 dB SI-SDR and no PESQ after 1500 steps (211 s), the filterbank U-Net without level norms
-      +2.0 dB / +0.05 PESQ after 2400 steps (240 s).
+      multiplies the coefficients before synthesis. Frequency-selective from the first step, it learns within a
+      CPU budget where the sample-domain U-Net below barely does (docs/history.md has the comparison).
     * ``filterbank=0``: the U-Net on raw samples (Demucs-like, ``kernel=8, stride=4, depth=5``), with
       ``residual=True`` adding the input to its output (a learnt correction that starts at zero, so training
-      starts from the identity; the seed projects' autoencoder "generated noise").
+      starts from the identity instead of from noise).
 
     ``norm=True`` puts a layer norm (GroupNorm, one group) in every level: with it the U-Net learns several times
     faster in a short run. The level norms and the input's std normalisation use whole-utterance statistics; a
     streaming version would use running ones. With ``growth**2 == stride`` every level costs about the same.
     Defaults (``channels=32, depth=4, kernel=4, stride=2, growth=2``: widths 32-64-128-256 over 500 frames a
-    second): 1.1 M parameters, ~0.1 s a training step on 1 s crops (batch 16, 2 CPU threads). Needs
+    second): 1.1 M parameters (`python benchmarks/models.py` prints its cost). Needs
     ``kernel >= stride``; an odd ``kernel - stride`` pads asymmetrically and works too.
     """
 
@@ -167,7 +164,7 @@ class WaveAutoencoder(FilterbankDenoiser):
         if self.residual:
             # Output = input + a learnt correction that starts at zero: training starts from the identity (the
             # noisy input's scores) and only has to learn what to remove, instead of first learning to
-            # reproduce speech from random weights (the seed projects' autoencoder "generated noise").
+            # reproduce speech from random weights (an untrained decoder outputs noise).
             nn.init.zeros_(self.decoder[-1].conv.weight)
             nn.init.zeros_(self.decoder[-1].conv.bias)
         self.add_domain(filterbank, self.residual)  # after the rescaling: the Fourier start stays exact

@@ -100,9 +100,8 @@ class ConvTasNet(FilterbankDenoiser):
     """Conv-TasNet with a sigmoid mask for one source (see the module docstring).
 
     Defaults ``N=128, L=64, B=32, H=48, P=3, X=6, R=2`` (85 k parameters) are cut down from the paper's best
-    (N=512, L=16 at 8 kHz, B=128, H=512, X=8, R=3: 5 M parameters, ~100x the compute) so that a training step
-    (batch 16 x 2 s, forward + backward + AdamW) takes ~0.4 s of CPU time on one thread (0.66 s wall with 2
-    threads on a 2-core machine shared with another job). The cost is in the blocks' per-frame ops on ``H``
+    (N=512, L=16 at 8 kHz, B=128, H=512, X=8, R=3: 5 M parameters, ~100x the compute) so that it trains within a
+    CPU budget. The cost is in the blocks' per-frame ops on ``H``
     channels (PReLU, norms, depthwise conv are memory-bound), so it scales with ``frames x H x blocks``: ``L=64``
     (4 ms window, 2 ms hop) halves the frames of ``L=32`` (the paper's 2 ms window), and ``H=64`` already costs
     ~1.4x. The receptive field is
@@ -153,9 +152,8 @@ class ConvTasNet(FilterbankDenoiser):
         frequencies of an L-point DFT) under a sqrt-Hann window, i.e. an STFT; filters L..2L-1 their negatives, so
         ReLU(w.x) - ReLU(-w.x) = w.x survives the encoder's ReLU; the decoder holds the same windowed basis (and its
         negative), and sqrt-Hann squared overlap-adds to 1 at hop L/2. Being frequency-selective from the first
-        step, the mask can suppress noise by band at once, and training adapts the filters from there. Measured with
-        benchmarks/train_budget.py (300 steps, 80 test files): +3.9 dB SI-SDR over the noisy input from this start;
-        the random orthonormal start it replaced had gained +0.9 dB (2026-11-21, on another sample of 80 files)."""
+        step, the mask can suppress noise by band at once, and training adapts the filters from there (a random
+        orthonormal start learns several times slower: docs/history.md)."""
         L = self.L
         filters = windowed_fourier_filters(L)  # (L filters, L taps)
         self.encoder.weight[: 2 * L, 0] = torch.cat([filters, -filters])

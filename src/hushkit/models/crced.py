@@ -59,9 +59,9 @@ class CRCED(SpectralMaskDenoiser):
     """Cascaded redundant convolutional encoder-decoder producing a spectral mask (see the module docstring).
 
     Defaults: the paper's layer shapes (filters 18-30-8, widths 9-5-9, 8 context frames) but ``repeats=1``
-    (6.3k parameters) and ``hop=128`` (50 % overlap), so a training step (batch 16 x 2 s, forward + backward,
-    2 CPU threads) takes ~0.3-0.45 s. The paper's full cascade is ``repeats=5`` (31.4k parameters, ~1.6-3 s a
-    step); ``hop=64`` doubles the frames and the cost. On CPU the cost is dominated by memory traffic of the
+    (6.3k parameters) and ``hop=128`` (50 % overlap), to keep a CPU training step cheap. The paper's full
+    cascade is ``repeats=5`` (31.4k parameters, about five times the cost); ``hop=64`` doubles the frames and the
+    cost. On CPU the cost is dominated by memory traffic of the
     full-resolution activations (BatchNorm, ReLU), and oneDNN pads channels to multiples of 16, so e.g.
     ``filters=(16, 16, 8), repeats=2`` costs about the same as one paper block.
     """

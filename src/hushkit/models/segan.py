@@ -142,10 +142,8 @@ class SEGAN(FilterbankDenoiser):
     pass ``channels`` for the paper's D = encoder layout), ``d_fc_frames`` its linear layer's input (paper: 8).
     The paper: ``channels=PAPER_CHANNELS, z_channels=1024, preemphasis=0.95, d_channels=PAPER_CHANNELS``.
 
-    Default size and cost: generator 4.57 M parameters (the paper's layout: 73 M), discriminator 0.38 M. One combined
-    training step (generator forward + discriminator update + adversarial term + L1, backward, AdamW for both),
-    batch 16, one CPU thread, measured as process CPU time: 0.62 s for 1 s crops, 1.07 s for 2 s crops, i.e.
-    roughly 0.35-0.4 s and 0.6-0.65 s of wall time on two idle cores. Cost grows with the square of the widths
+    Default size: generator 4.57 M parameters (the paper's layout: 73 M), discriminator 0.38 M
+    (`python benchmarks/train_budget.py` measures a combined training step). Cost grows with the square of the widths
     (twice the default widths: ~4x) and linearly with the kernel; a discriminator at the generator's full widths
     makes the step ~1.4x longer.
     """
