@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,14 +42,15 @@ def train_and_hash(arch: str, steps: int, batch: int) -> tuple[str, float]:
     import pandas as pd
     import torch
 
-    from hushkit.models import available_models, build_model
-    from hushkit.params import architecture_params, load_params
+    from hushkit.config import TrainParams
+    from hushkit.models import build_model
+    from hushkit.params import load_params
     from hushkit.training.data import PackedSplit
-    from hushkit.training.loop import TrainConfig, Trainer
+    from hushkit.training.loop import Trainer
 
     rate = 16000
-    settings = architecture_params(load_params(ROOT / "params.yaml")["train"], arch, available_models())
-    segment = int(round((settings.get("segment_seconds") or 1.0) * rate))
+    settings = TrainParams.parse(load_params(ROOT / "params.yaml")["train"], "train").config(arch)
+    segment = int(round((settings.segment_seconds or 1.0) * rate))
     rng = np.random.default_rng(0)
     length, count = segment + rate // 2, 8
     t = np.arange(length) / rate
@@ -58,13 +60,11 @@ def train_and_hash(arch: str, steps: int, batch: int) -> tuple[str, float]:
                           "length": [length] * count})
     split = PackedSplit(clean=clean.astype(np.float32), noisy=noisy.astype(np.float32), index=index)
     torch.manual_seed(0)
-    model = build_model(arch, sample_rate=rate, **(settings.get("model_args") or {}))
+    model = build_model(arch, sample_rate=rate, **settings.model_args)
     model.prepare(torch.from_numpy(split.random_batch(16, segment, np.random.default_rng(0))[0]))
-    loop_settings = {k: v for k, v in settings.items() if k not in ("threads", "cpu_isa")}
-    config = TrainConfig.from_params({**loop_settings, "epochs": 1, "steps_per_epoch": steps, "batch_size": batch},
-                                     segment=segment)
+    config = replace(settings, epochs=1, steps_per_epoch=steps, batch_size=batch, segment=segment)
     trainer = Trainer(model, split, split, config, torch.device("cpu"))
-    trainer.epoch = config.adversarial_start_epoch   # SEGAN: the discriminator's step runs too
+    trainer.begin_epoch(config.adversarial.start_epoch)   # SEGAN: the discriminator's step runs too
     started = time.perf_counter()
     for step in range(steps):
         if step == 1:
@@ -72,8 +72,8 @@ def train_and_hash(arch: str, steps: int, batch: int) -> tuple[str, float]:
         trainer.train_step(*(torch.from_numpy(a) for a in split.random_batch(batch, segment, trainer.rng)))
     seconds = (time.perf_counter() - started) / max(1, steps - 1)
     digest = hashlib.sha256()
-    states = [model.state_dict()] + ([trainer.adversarial.state_dict()["discriminator"]]
-                                     if trainer.adversarial is not None else [])
+    states = [model.state_dict()] + ([trainer.hooks["adversarial"].state_dict()["discriminator"]]
+                                     if "adversarial" in trainer.hooks else [])
     for state in states:
         for key, value in sorted(state.items()):
             digest.update(key.encode())

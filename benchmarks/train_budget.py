@@ -20,7 +20,8 @@ from hushkit.io import read_table
 from hushkit.metrics import score_pairs
 from hushkit.models import build_model
 from hushkit.training.data import PackedSplit
-from hushkit.training.loop import TrainConfig, Trainer
+from hushkit.config import TrainConfig
+from hushkit.training.loop import Trainer
 
 p = argparse.ArgumentParser()
 p.add_argument("arch"); p.add_argument("--args", default="{}"); p.add_argument("--loss", default='{"compressed_magnitude":0.7,"compressed_complex":0.3,"si_sdr":0.001}')
@@ -28,7 +29,7 @@ p.add_argument("--steps", type=int, default=300); p.add_argument("--epochs", typ
 p.add_argument("--batch", type=int, default=16); p.add_argument("--lr", type=float, default=0.004)
 p.add_argument("--ema", type=float, default=0.99); p.add_argument("--seg", type=float, default=2.0)
 p.add_argument("--files", type=int, default=80); p.add_argument("--time-only", action="store_true")
-p.add_argument("--extra", default="{}", help="more TrainConfig fields as JSON")
+p.add_argument("--extra", default="{}", help="more train settings as JSON, as params.yaml writes them")
 p.add_argument("--features", default="data/features"); p.add_argument("--mix", default="data/mix")
 a = p.parse_args()
 torch.manual_seed(0); np.random.seed(0)
@@ -37,8 +38,9 @@ train, val = PackedSplit.load(F + "/train"), PackedSplit.load(F + "/val")
 model = build_model(a.arch, sample_rate=16000, **json.loads(a.args))
 seg = int(a.seg * 16000)
 model.prepare(torch.from_numpy(train.random_batch(64, seg, np.random.default_rng(0))[0]))
-cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch, steps_per_epoch=a.steps // a.epochs, lr=a.lr, weight_decay=1e-4,
-                  segment=seg, seed=0, loss=json.loads(a.loss), ema_decay=a.ema, **json.loads(a.extra))
+cfg = TrainConfig.parse({"epochs": a.epochs, "batch_size": a.batch, "steps_per_epoch": a.steps // a.epochs, "lr": a.lr,
+                        "weight_decay": 1e-4, "seed": 0, "loss": json.loads(a.loss), "ema_decay": a.ema,
+                        **json.loads(a.extra)}, "train", segment=seg)
 tr = Trainer(model, train, val, cfg, torch.device("cpu"))
 if a.time_only:
     rng = np.random.default_rng(0); ts = []

@@ -22,6 +22,7 @@ On a GPU host, from the repo root (after `make setup`):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -30,29 +31,21 @@ from typing import Any
 import yaml
 
 from hushkit import TELEMETRY_OFF
+from hushkit.config import RetrainSchedule
 
 FLOW_NAME = "retrain"
 ENTRYPOINT = "pipelines/retrain.py:retrain"
-DEFAULT_SCHEDULE: dict[str, Any] = {
-    "cron": "0 3 * * 1",          # Mondays 03:00
-    "timezone": "UTC",
-    "work_pool_gpu": "hushkit-gpu",
-    "work_pool_cpu": "hushkit-cpu",
-    "gpu_concurrent_training": 1,
-}
+DEFAULT_SCHEDULE: dict[str, Any] = dataclasses.asdict(RetrainSchedule())  # the schema's defaults
 
 
 def schedule_settings(params_file: str | os.PathLike) -> dict[str, Any]:
     """params.yaml's `schedule` section over the defaults (the section is optional)."""
     path = Path(params_file)
     params = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    section = params.get("schedule") or {}
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: schedule must be a mapping with keys {sorted(DEFAULT_SCHEDULE)}")
-    unknown = sorted(set(section) - set(DEFAULT_SCHEDULE))
-    if unknown:
-        raise ValueError(f"{path}: schedule has unknown key(s) {unknown}; known: {sorted(DEFAULT_SCHEDULE)}")
-    settings = {**DEFAULT_SCHEDULE, **section}
+    try:
+        settings = dataclasses.asdict(RetrainSchedule.parse(params.get("schedule"), "schedule"))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     from prefect.schedules import Cron
 
     try:

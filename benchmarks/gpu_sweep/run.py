@@ -24,14 +24,14 @@ def load(name, dtype=np.float32):
 def train_config(arch, overrides, val_segment):
     """params.yaml's settings for `arch` with `overrides` merged in, its crop length and loop config: the train
     stage's own resolution (hushkit.stages.train.run)."""
-    from hushkit.training.loop import TrainConfig
+    from hushkit.config import TrainParams
     from hushkit.models import available_models
     from hushkit.params import architecture_params, deep_merge
     params = yaml.safe_load(open("params.yaml"))["train"]
     params["models"][arch] = deep_merge(params["models"][arch], overrides)
     settings = architecture_params(params, arch, available_models())
     seg = int(round((settings.get("segment_seconds") or 2.0) * 16000))  # as the train stage: the features' 2-s crop
-    return settings, seg, TrainConfig.from_params(settings, segment=seg, val_segment=val_segment)
+    return settings, seg, TrainParams.parse(params, "train").config(arch, segment=seg, val_segment=val_segment)
 
 def job(spec):
     torch.set_num_threads(spec.get("threads", 2))

@@ -273,8 +273,15 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
     from hushkit import tracking
     from hushkit.params import load_params
 
+    from hushkit.config import MlflowParams, PromoteParams
+
     params = load_params(params_file) if params_file.is_file() else {}
     section = params.get("mlflow") or {}
+    try:
+        mlflow_settings = MlflowParams.parse(section, "mlflow")
+        promote_settings = PromoteParams.parse(params.get("promote"), "promote")
+    except ValueError as err:
+        raise ValueError(f"{params_file}: {err}") from None
     uri = tracking_uri or tracking.tracking_uri(section)
     store = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
     if store is not None and not Path(store).is_file():   # MLflow would silently create an empty store
@@ -284,8 +291,8 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
     logging.getLogger("alembic").setLevel(logging.WARNING)
     MlflowClient = _mlflow_module("mlflow").MlflowClient
 
-    name = model or section.get("registered_model", REGISTERED_MODEL)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), name, params.get("promote") or {}
+    name = model or mlflow_settings.registered_model or REGISTERED_MODEL
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), name, promote_settings
 
 
 def _registry_errors() -> tuple[type[Exception], ...]:
@@ -328,9 +335,8 @@ def promote(
         client, name, settings = _registry(params_file, tracking_uri, model)
         from hushkit.registry import promote as promote_version
 
-        decision = promote_version(client, name, metric=metric or settings.get("metric", "pesq"),
-                                   min_margin=float(settings.get("min_margin", 0.0) if min_margin is None
-                                                    else min_margin), user=user, reason=reason)
+        decision = promote_version(client, name, metric=metric or settings.metric,
+                                   min_margin=settings.min_margin if min_margin is None else min_margin, user=user, reason=reason)
     typer.echo(f"{name}: {decision.message}")
     if decision.status == "refused":
         raise typer.Exit(code=REFUSED)
@@ -366,7 +372,7 @@ def history(
         client, name, settings = _registry(params_file, tracking_uri, model)
         from hushkit.registry import CHAMPION, MANIFEST_TAG, ROLLED_BACK_TAG, history as champion_history, versions
 
-        metric = metric or settings.get("metric", "pesq")
+        metric = metric or settings.metric
         rows, moves = versions(client, name), champion_history(client, name)
         aliases: dict[str, list[str]] = {}
         for alias, version in client.get_registered_model(name).aliases.items():

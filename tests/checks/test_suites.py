@@ -7,6 +7,7 @@ import pytest
 from hushkit.checks import DataCheckError, array_stats, audio_file_stats, suites, validate
 from hushkit.checks.gx import _batch_def
 from hushkit.audio import write_audio
+from hushkit.config import MinimumParams
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -140,12 +141,14 @@ def test_usable_corpus_measures_the_accepted_set_against_the_minimums(tmp_path):
     assert frame.iloc[0].to_dict() == {"corpus": "accepted set", "speakers": 3, "speech_files": 4,
                                        "speech_minutes": round(8 / 60, 3), "noise_files": 3, "noise_categories": 2,
                                        "noise_minutes": 0.25, "pairs": 0, "pair_minutes": 0.0}
-    assert validate(frame, suites.usable_corpus({"speakers": 3, "noise_files": 3, "noise_minutes": None}),
-                    **check)["success"]
+    minimum = MinimumParams.parse({"speakers": 3, "noise_files": 3, "noise_minutes": None}, "download.minimum")
+    assert validate(frame, suites.usable_corpus(minimum.set()), **check)["success"]
     with pytest.raises(DataCheckError, match=r"column=speakers, min_value=4.0\): accepted set \(speakers=3\)"):
-        validate(frame, suites.usable_corpus({"speakers": 4, "noise_files": 3}), **check)
-    with pytest.raises(ValueError, match=r"download.minimum: unknown key\(s\) \['speaker'\]"):
-        suites.usable_corpus({"speaker": 4})
+        validate(frame, suites.usable_corpus(MinimumParams(speakers=4, noise_files=3).set()), **check)
+    # the params schema's download.minimum keys are exactly the measures
+    assert MinimumParams.keys() == list(suites.USABLE_MEASURES)
+    with pytest.raises(ValueError, match=r"download.minimum: unknown key 'speaker'; known: noise_categories, "):
+        MinimumParams.parse({"speaker": 4}, "download.minimum")
 
 
 def test_audio_files_suite_on_real_files(tmp_path):

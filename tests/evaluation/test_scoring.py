@@ -19,7 +19,7 @@ def test_spread_takes_every_snr_level_of_an_utterance_major_split():
 
 @pytest.fixture(scope="module")
 def scored(mix_dir, tmp_path_factory):
-    test = split_of(mix_dir, {"max_files": 4})
+    test = split_of(mix_dir, 4)
     out = tmp_path_factory.mktemp("scoring")
     table = score_system("dsp", systems.baseline("dsp"), mix_dir, test, out / "checks",
                          dnsmos_ids=pd.Index(test.id[:2]), examples=(out / "examples", pd.Index(test.id[1:2])),
@@ -61,6 +61,6 @@ def test_a_system_that_changes_the_length_is_named(mix_dir, tmp_path, monkeypatc
 
     baselines._load_all()
     monkeypatch.setitem(baselines._FACTORIES, "halves", lambda rate: lambda audio: audio[: len(audio) // 2])
-    test = split_of(mix_dir, {"max_files": 2})
+    test = split_of(mix_dir, 2)
     with pytest.raises(ValueError, match="halves returned"):
         score_system("halves", systems.baseline("halves"), mix_dir, test, tmp_path, workers=1)

@@ -181,10 +181,10 @@ def test_the_evaluation_scores_the_recorded_test_pairs(paired, tmp_path):
     assert per_file.target_snr_db.isin(test.target_snr_db).all()
     assert np.isfinite(per_file[["pesq", "stoi", "si_sdr"]].to_numpy()).all()
     # the listening report says what a recorded example is: its measured SNR, not a level it was mixed at
+    scored = split_of(work / "mix", params["evaluate"]["max_files"])
     board = write_evaluation(tmp_path / "summary", pd.concat([per_file, per_file.assign(system="copy")]),
-                             {"noisy": "input", "copy": "baseline"}, mix=work / "mix", test=split_of(
-                                 work / "mix", params["evaluate"]), examples={"copy": tmp_path / "noisy" / "examples"},
-                             title="paired")
+                             {"noisy": "input", "copy": "baseline"}, mix=work / "mix", test=scored,
+                             examples={"copy": tmp_path / "noisy" / "examples"}, title="paired")
     assert set(board.system) == {"noisy", "copy"}
     assert "recorded pair (voicebank_demand), " in (tmp_path / "summary" / "report.html").read_text()
 
@@ -206,7 +206,7 @@ def test_recorded_pairs_sit_beside_the_mixtures_without_reshuffling_them(paired,
     pd.testing.assert_frame_equal(both[both.origin == "mixed"].reset_index(drop=True), alone)
     assert (both.origin == "recorded").sum() == sum(KEPT.values())
     # a capped evaluation takes files spread over the test split: the recorded pairs too, not only the mixtures
-    capped = split_of(tmp_path / "mix", {"max_files": 6})
+    capped = split_of(tmp_path / "mix", 6)
     assert len(capped) == 6 and set(capped.origin) == {"mixed", "recorded"}
 
 

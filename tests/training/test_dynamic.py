@@ -10,7 +10,8 @@ from scipy.signal import fftconvolve
 
 from hushkit.mixing import snr_db
 from hushkit.reverb import early_part
-from hushkit.training.dynamic import DynamicMixer, MixingSettings, Pool, training_source
+from hushkit.config import DynamicMixingParams, TrainConfig
+from hushkit.training.dynamic import DynamicMixer, Pool, training_source
 
 RATE = 16000
 CPU = torch.device("cpu")
@@ -42,8 +43,12 @@ def rir_bank(count: int = 4, length: int = 4000) -> np.ndarray:
     return bank
 
 
+def settings_of(section: dict) -> DynamicMixingParams:
+    return DynamicMixingParams.parse(section, "train.dynamic_mixing")
+
+
 def mixer(seed: int = 0, **settings) -> DynamicMixer:
-    return DynamicMixer(pool("speech", 6, 1), pool("noise", 4, 2), rir_bank(), MixingSettings.from_params(settings),
+    return DynamicMixer(pool("speech", 6, 1), pool("noise", 4, 2), rir_bank(), settings_of(settings),
                         RATE, seed, CPU)
 
 
@@ -111,25 +116,29 @@ def test_reverberation_convolves_the_speech_and_its_target_is_the_early_or_dry_s
 
 
 def test_settings_are_checked_naming_the_key():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['snr'\]"):
-        MixingSettings.from_params({"snr": 3})
-    with pytest.raises(ValueError, match="clipping is a probability"):
-        MixingSettings.from_params({"clipping": 2})
-    with pytest.raises(ValueError, match="distribution must be one of"):
-        MixingSettings.from_params({"snr_db": {"distribution": "beta"}})
+    with pytest.raises(ValueError, match=r"^train.dynamic_mixing: unknown key 'snr'; known: bandlimit, clipping, "):
+        settings_of({"snr": 3})
+    with pytest.raises(ValueError, match=r"^train.dynamic_mixing.clipping must be in \[0.0, 1.0\] \(a probability\)"):
+        settings_of({"clipping": 2})
+    with pytest.raises(ValueError, match=r"^train.dynamic_mixing.snr_db.distribution must be one of"):
+        settings_of({"snr_db": {"distribution": "beta"}})
+    with pytest.raises(ValueError, match=r"^train.dynamic_mixing.level_dbfs.high must be <= 0 dBFS"):
+        settings_of({"level_dbfs": {"low": -10.0, "high": 3.0}})
     with pytest.raises(ValueError, match="needs training RIRs"):
-        DynamicMixer(pool("speech", 2, 1), pool("noise", 2, 2), None, MixingSettings.from_params({"reverb": {"p": 1}}),
-                     RATE, 0, CPU)
+        DynamicMixer(pool("speech", 2, 1), pool("noise", 2, 2), None, settings_of({"reverb": {"p": 1}}), RATE, 0, CPU)
 
 
 def test_the_pipeline_source_mixes_from_the_features_pools(features_dir, rirs_dir):
-    settings = {"mixing": "dynamic", "dynamic_mixing": EVERYTHING}
-    source = training_source(settings, features_dir, rirs_dir, RATE, seed=0, device=CPU)
+    def config(**settings) -> TrainConfig:
+        return TrainConfig.parse({"epochs": 1, "batch_size": 4, "steps_per_epoch": 1, "lr": 1e-3, **settings}, "train")
+
+    source = training_source(config(mixing="dynamic", dynamic_mixing=EVERYTHING), features_dir, rirs_dir, RATE,
+                             device=CPU)
     noisy, clean = source.batch(0, 4, RATE, np.random.default_rng(0))
     assert noisy.shape == clean.shape == (4, RATE) and torch.isfinite(noisy).all()
     speech = np.load(features_dir / "pools" / "speech.npy")
     assert len(source.speech.audio) == len(speech)
-    fixed = training_source({"mixing": "fixed"}, features_dir, None, RATE, seed=0, device=CPU)
+    fixed = training_source(config(mixing="fixed"), features_dir, None, RATE, device=CPU)
     assert fixed.batch(0, 4, 8000, np.random.default_rng(0))[0].shape == (4, 8000)
     with pytest.raises(ValueError, match="mixing must be one of"):
-        training_source({"mixing": "premixed"}, features_dir, None, RATE, seed=0, device=CPU)
+        config(mixing="premixed")

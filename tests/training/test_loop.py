@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
+from hushkit.config import AdversarialParams, EarlyStoppingParams, LrSchedule, SwaParams, TrainConfig, TrainParams
 from hushkit.models import build_model
 from hushkit.training.data import PackedSplit
-from hushkit.training.loop import TrainConfig, Trainer, mixup
+from hushkit.training.loop import Trainer, mixup
 from tests.conftest import ROOT
 from tests.models.test_segan import SMALL as SEGAN_SMALL
 
@@ -53,9 +54,10 @@ def test_ema_weights_are_validated_and_kept(splits):
                          ema_decay=0.9)
     trainer = Trainer(model, train, val, config, torch.device("cpu"))
     trainer.fit()
-    assert trainer.evaluated_model is trainer.ema.module
+    ema = trainer.hooks["ema"].averaged
+    assert trainer.evaluated_model is ema.module
     kept = trainer.model.state_dict()
-    for key, value in trainer.ema.module.state_dict().items():
+    for key, value in ema.module.state_dict().items():
         assert torch.equal(kept[key], value), key  # the model ends with the averaged weights
 
 
@@ -82,9 +84,9 @@ def tiny_model(arch: str = "crced") -> torch.nn.Module:
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    settings = dict(epochs=2, batch_size=4, steps_per_epoch=2, lr=1e-3, weight_decay=0.0, segment=1024,
-                    loss={"waveform_l1": 1.0})
-    return TrainConfig(**{**settings, **overrides})
+    """A config from params-style settings (`swa={"start_epoch": 2}`), training on 1024-sample crops."""
+    settings = dict(epochs=2, batch_size=4, steps_per_epoch=2, lr=1e-3, weight_decay=0.0, loss={"waveform_l1": 1.0})
+    return TrainConfig.parse({**settings, **overrides}, "train", segment=1024)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +110,8 @@ def tiny_trainer(tiny_splits, arch: str = "crced", **overrides) -> Trainer:
 ])
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tiny_splits, monkeypatch, capsys,
                                                                        val_losses, patience, min_delta, stopped_at):
-    trainer = tiny_trainer(tiny_splits, epochs=6, steps_per_epoch=1, early_stopping_patience=patience,
-                           early_stopping_min_delta=min_delta)
+    trainer = tiny_trainer(tiny_splits, epochs=6, steps_per_epoch=1,
+                           early_stopping={"patience": patience, "min_delta": min_delta})
     scripted = iter(val_losses)
     monkeypatch.setattr(trainer, "validate", lambda: next(scripted))
     history = trainer.fit()
@@ -155,7 +157,8 @@ def test_trainer_feeds_mixed_batches_only_with_alpha(tiny_splits, monkeypatch, a
 # --- weight averaging -------------------------------------------------------------------------------------------
 
 def test_swa_averages_the_weights_at_the_end_of_each_averaged_epoch(tiny_splits):
-    trainer = tiny_trainer(tiny_splits, epochs=3, swa_start_epoch=2, swa_lr=2e-4, ema_decay=0.0)
+    trainer = tiny_trainer(tiny_splits, epochs=3, swa={"start_epoch": 2, "lr": 2e-4}, ema_decay=0.0)
+    swa = trainer.hooks["swa"].averaged
     snapshots, evaluated = [], []
 
     def on_epoch(metrics, epoch):
@@ -164,9 +167,9 @@ def test_swa_averages_the_weights_at_the_end_of_each_averaged_epoch(tiny_splits)
 
     trainer.on_epoch = on_epoch
     history = trainer.fit()
-    assert evaluated[0] is trainer.model and evaluated[1] is evaluated[2] is trainer.swa.module
-    assert int(trainer.swa.n_averaged) == 2
-    averaged = trainer.swa.module.state_dict()
+    assert evaluated[0] is trainer.model and evaluated[1] is evaluated[2] is swa.module
+    assert int(swa.n_averaged) == 2
+    averaged = swa.module.state_dict()
     for key, value in averaged.items():
         if value.is_floating_point():  # weights and BatchNorm running statistics alike
             torch.testing.assert_close(value, (snapshots[1][key] + snapshots[2][key]) / 2, msg=key)
@@ -176,7 +179,7 @@ def test_swa_averages_the_weights_at_the_end_of_each_averaged_epoch(tiny_splits)
 
 
 def test_a_start_epoch_after_the_last_is_allowed_with_a_note(tiny_splits, capsys):
-    trainer = tiny_trainer(tiny_splits, "segan", epochs=1, swa_start_epoch=3, adversarial_start_epoch=2)
+    trainer = tiny_trainer(tiny_splits, "segan", epochs=1, swa={"start_epoch": 3}, adversarial={"start_epoch": 2})
     history = trainer.fit()
     out = capsys.readouterr().out
     assert "swa.start_epoch = 3 is after the last epoch" in out and "adversarial.start_epoch = 2" in out
@@ -185,7 +188,7 @@ def test_a_start_epoch_after_the_last_is_allowed_with_a_note(tiny_splits, capsys
 
 def test_swa_and_ema_together_are_rejected():
     with pytest.raises(ValueError, match="ema_decay"):
-        tiny_config(ema_decay=0.99, swa_start_epoch=1)
+        tiny_config(ema_decay=0.99, swa={"start_epoch": 1})
 
 
 # --- gradient-norm logging --------------------------------------------------------------------------------------
@@ -210,8 +213,8 @@ def test_vanishing_or_non_finite_gradients_print_a_warning(tiny_splits, monkeypa
 # --- adversarial training ---------------------------------------------------------------------------------------
 
 def test_segan_trains_adversarially_through_the_trainer(tiny_splits):
-    trainer = tiny_trainer(tiny_splits, "segan", epochs=2, adversarial_start_epoch=2, adversarial_weight=0.5)
-    discriminator = trainer.adversarial.discriminator
+    trainer = tiny_trainer(tiny_splits, "segan", epochs=2, adversarial={"start_epoch": 2, "weight": 0.5})
+    discriminator = trainer.hooks["adversarial"].step.discriminator
     d_params = {id(p) for p in discriminator.parameters()}
     g_params = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert g_params == {id(p) for p in trainer.model.parameters()} and not g_params & d_params
@@ -230,10 +233,10 @@ def test_segan_trains_adversarially_through_the_trainer(tiny_splits):
 
 def test_models_without_a_discriminator_train_without_one(tiny_splits):
     trainer = tiny_trainer(tiny_splits, epochs=1)
-    assert trainer.adversarial is None and "d_loss" not in trainer.fit()[0]
+    assert "adversarial" not in trainer.hooks and "d_loss" not in trainer.fit()[0]
 
 
-# --- from_params ------------------------------------------------------------------------------------------------
+# --- the params schema's TrainConfig ----------------------------------------------------------------------------
 
 FULL_SECTION = {
     "seed": 3, "epochs": 8, "steps_per_epoch": 40, "batch_size": 16, "lr": 0.004, "weight_decay": 0.0001,
@@ -246,32 +249,33 @@ FULL_SECTION = {
 }
 
 
-def test_from_params_maps_every_key():
-    config = TrainConfig.from_params(FULL_SECTION, segment=32000)
+def test_parse_maps_every_key():
+    config = TrainConfig.parse(FULL_SECTION, "train", segment=32000)
     assert config == TrainConfig(
         epochs=8, batch_size=16, steps_per_epoch=40, lr=0.004, weight_decay=0.0001, segment=32000, seed=3,
-        grad_clip=2.0, ema_decay=0.0, loss={"compressed_magnitude": 0.7, "compressed_complex": 0.3}, schedule="step", warmup_steps=10,
-        step_every_epochs=2, step_gamma=0.3, onecycle_pct_start=0.2, early_stopping_patience=3,
-        early_stopping_min_delta=0.01, mixup_alpha=0.4, swa_start_epoch=5, swa_lr=0.001, checkpoint_every=2,
-        adversarial_weight=0.01, adversarial_lr=0.0003, adversarial_start_epoch=2)
+        grad_clip=2.0, ema_decay=0.0, loss={"compressed_magnitude": 0.7, "compressed_complex": 0.3},
+        schedule=LrSchedule(name="step", warmup_steps=10, step_every_epochs=2, step_gamma=0.3, onecycle_pct_start=0.2),
+        early_stopping=EarlyStoppingParams(patience=3, min_delta=0.01), mixup_alpha=0.4,
+        swa=SwaParams(start_epoch=5, lr=0.001), checkpoint_every=2,
+        adversarial=AdversarialParams(weight=0.01, lr=0.0003, start_epoch=2),
+        model="crced", model_args={"n_fft": 512}, device="auto", audio_examples=3)
 
 
-def test_from_params_defaults_keep_todays_behaviour():
+def test_parse_defaults_keep_todays_behaviour():
     minimal = {"epochs": 2, "batch_size": 4, "steps_per_epoch": 3, "lr": 0.01}
-    config = TrainConfig.from_params(minimal, segment=100)
+    config = TrainConfig.parse(minimal, "train", segment=100)
     assert config == TrainConfig(epochs=2, batch_size=4, steps_per_epoch=3, lr=0.01, weight_decay=0.0, segment=100)
-    assert (config.schedule, config.warmup_steps, config.early_stopping_patience, config.mixup_alpha,
-            config.swa_start_epoch, config.ema_decay) == ("cosine", 0, 0, 0.0, 0, 0.0)
-    assert TrainConfig.from_params({**minimal, "swa": None, "schedule": {}}, segment=100) == config
+    assert (config.schedule.name, config.schedule.warmup_steps, config.early_stopping.patience, config.mixup_alpha,
+            config.swa.start_epoch, config.ema_decay) == ("cosine", 0, 0, 0.0, 0, 0.0)
+    assert TrainConfig.parse({**minimal, "swa": None, "schedule": {}}, "train", segment=100) == config
 
 
-def test_from_params_reads_the_projects_params():
-    from hushkit.models import available_models
-    from hushkit.params import architecture_params, load_params
+def test_every_architecture_of_the_projects_params_has_a_config():
+    from hushkit.params import load_params
 
-    train = load_params(ROOT / "params.yaml")["train"]
-    for arch in train["architectures"]:
-        TrainConfig.from_params(architecture_params(train, arch, available_models()), segment=32000)
+    train = TrainParams.parse(load_params(ROOT / "params.yaml")["train"], "train")
+    for arch in train.architectures:
+        assert train.config(arch, segment=32000).model == arch
 
 
 @pytest.mark.parametrize("change, key", [
@@ -280,9 +284,9 @@ def test_from_params_reads_the_projects_params():
     ({"swa": {"start": 2}}, "start"),
     ({"early_stopping": 3}, "early_stopping"),
 ])
-def test_from_params_rejects_unknown_keys(change, key):
-    with pytest.raises(ValueError, match=rf"unknown key\(s\) \['{key}'\]|{key} must be a mapping"):
-        TrainConfig.from_params({**FULL_SECTION, **change}, segment=100)
+def test_parse_rejects_unknown_keys(change, key):
+    with pytest.raises(ValueError, match=rf"unknown key '{key}'; known: |{key} must be a mapping"):
+        TrainConfig.parse({**FULL_SECTION, **change}, "train", segment=100)
 
 
 @pytest.mark.parametrize("change, key", [
@@ -302,14 +306,14 @@ def test_from_params_rejects_unknown_keys(change, key):
     ({"batch_size": 2.5}, "batch_size"),
     ({"lr": True}, "lr"),
 ])
-def test_from_params_rejects_bad_values_naming_the_key(change, key):
-    with pytest.raises(ValueError, match=rf"^train: {re.escape(key)}\b"):
-        TrainConfig.from_params({**FULL_SECTION, **change}, segment=100)
+def test_parse_rejects_bad_values_naming_the_key(change, key):
+    with pytest.raises(ValueError, match=rf"^train\.{re.escape(key)}\b"):
+        TrainConfig.parse({**FULL_SECTION, **change}, "train", segment=100)
 
 
-def test_from_params_requires_the_core_keys():
-    with pytest.raises(ValueError, match=r"missing key\(s\) \['lr'\]"):
-        TrainConfig.from_params({k: v for k, v in FULL_SECTION.items() if k != "lr"}, segment=100)
+def test_parse_requires_the_core_keys():
+    with pytest.raises(ValueError, match=r"^train: missing key 'lr'$"):
+        TrainConfig.parse({k: v for k, v in FULL_SECTION.items() if k != "lr"}, "train", segment=100)
 
 
 def test_validation_scores_its_own_crop_length_whatever_the_training_crop(splits, monkeypatch):

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from hushkit.models import available_models, build_model
-from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype
+from hushkit.config import TrainConfig
+from hushkit.training.loop import Trainer
+from hushkit.training.precision import autocast_dtype
 from hushkit.training.state import load_training_state
 from tests.training.test_loop import FULL_SECTION, synthetic_split, tiny_config, tiny_model
 
@@ -44,9 +46,11 @@ def test_a_bad_setting_names_the_key():
         autocast_dtype("half", CPU)
 
 
-def test_mixed_precision_is_a_train_stage_key_not_the_loops():
-    assert TrainConfig.from_params({**FULL_SECTION, "mixed_precision": "auto"}, segment=32000) == \
-        TrainConfig.from_params(FULL_SECTION, segment=32000)
+def test_mixed_precision_defaults_to_auto_and_is_checked_by_the_schema():
+    assert TrainConfig.parse({**FULL_SECTION, "mixed_precision": "auto"}, "train", segment=32000) == \
+        TrainConfig.parse(FULL_SECTION, "train", segment=32000)
+    with pytest.raises(ValueError, match=r"^train\.mixed_precision must be one of \['auto', 'bf16', 'fp16', 'fp32'"):
+        TrainConfig.parse({**FULL_SECTION, "mixed_precision": "half"}, "train", segment=32000)
 
 
 def _weights(model: torch.nn.Module) -> bytes:
@@ -61,9 +65,9 @@ def test_cpu_training_is_bit_identical_with_auto_and_off(tiny_splits, arch):
     train, val = tiny_splits
     results = []
     for setting in ("auto", False):
-        trainer = Trainer(tiny_model(arch), train, val, tiny_config(adversarial_start_epoch=1), CPU,
-                          mixed_precision=setting)
-        assert trainer.autocast_dtype is None and trainer.scaler is None
+        trainer = Trainer(tiny_model(arch), train, val,
+                          tiny_config(adversarial={"start_epoch": 1}, mixed_precision=setting), CPU)
+        assert not {"autocast", "grad_scaler"} & set(trainer.hooks)  # the plain float32 path
         trainer.fit()
         results.append(_weights(trainer.model))
     assert results[0] == results[1]
@@ -73,8 +77,9 @@ def test_cpu_training_is_bit_identical_with_auto_and_off(tiny_splits, arch):
 def test_every_architecture_trains_under_bf16_autocast(tiny_splits, arch):
     train, val = tiny_splits
     model = tiny_model(arch) if arch in ("crced", "segan") else build_model(arch)
-    trainer = Trainer(model, train, val, tiny_config(epochs=1, adversarial_start_epoch=1), CPU,
-                      mixed_precision="bf16")
+    trainer = Trainer(model, train, val, tiny_config(epochs=1, adversarial={"start_epoch": 1}, mixed_precision="bf16"),
+                      CPU)
+    assert trainer.hooks["autocast"].dtype == torch.bfloat16 and "grad_scaler" not in trainer.hooks
     history = trainer.fit()
     assert math.isfinite(history[0]["train_loss"]) and math.isfinite(history[0]["val_loss"])
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast, not a cast of the model
@@ -83,13 +88,13 @@ def test_every_architecture_trains_under_bf16_autocast(tiny_splits, arch):
 def test_fp16_scales_the_loss_and_saves_the_scaler_with_the_resumable_state(tiny_splits, tmp_path):
     train, val = tiny_splits
     state = tmp_path / "state.pt"
-    trainer = Trainer(tiny_model("segan"), train, val, tiny_config(adversarial_start_epoch=1), CPU,
-                      mixed_precision="fp16", state_path=state)
-    assert trainer.scaler is not None
+    trainer = Trainer(tiny_model("segan"), train, val,
+                      tiny_config(adversarial={"start_epoch": 1}, mixed_precision="fp16"), CPU, state_path=state)
+    assert trainer.hooks["autocast"].dtype == torch.float16 and "grad_scaler" in trainer.hooks
     history = trainer.fit()
     assert all(math.isfinite(epoch["train_loss"]) for epoch in history)
     saved = load_training_state(state, trainer.fingerprint)  # loads as a resumed run would (weights only)
-    assert saved["grad_scaler"]["scale"] > 0
+    assert saved["hooks"]["grad_scaler"]["scale"] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -97,7 +102,7 @@ def test_fp16_scales_the_loss_and_saves_the_scaler_with_the_resumable_state(tiny
 def test_every_architecture_trains_with_mixed_precision_on_cuda(tiny_splits, arch):
     train, val = tiny_splits
     cuda = torch.device("cuda")
-    trainer = Trainer(build_model(arch), train, val, tiny_config(epochs=1, adversarial_start_epoch=1), cuda)
-    assert trainer.autocast_dtype in (torch.bfloat16, torch.float16)
+    trainer = Trainer(build_model(arch), train, val, tiny_config(epochs=1, adversarial={"start_epoch": 1}), cuda)
+    assert trainer.hooks["autocast"].dtype in (torch.bfloat16, torch.float16)
     history = trainer.fit()
     assert math.isfinite(history[0]["train_loss"]) and math.isfinite(history[0]["val_loss"])

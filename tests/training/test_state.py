@@ -70,10 +70,11 @@ def run_to_the_end(arch, overrides, state_path=None, interrupt_at=None, fingerpr
 
 CASES = {
     # SWA with its own LR starts in epoch 2: the state saved after it holds the SWA model and SWALR.
-    "crced": {"epochs": 4, "swa_start_epoch": 2, "swa_lr": 5e-4, "mixup_alpha": 0.4, "schedule": "step",
-              "step_every_epochs": 1, "warmup_steps": 3, "early_stopping_patience": 3},
+    "crced": {"epochs": 4, "swa": {"start_epoch": 2, "lr": 5e-4}, "mixup_alpha": 0.4,
+              "schedule": {"name": "step", "step_every_epochs": 1, "warmup_steps": 3},
+              "early_stopping": {"patience": 3}},
     # EMA, the discriminator and its optimizer, and the latent z drawn from torch's generator in every step.
-    "segan": {"epochs": 3, "ema_decay": 0.9, "adversarial_weight": 0.1},
+    "segan": {"epochs": 3, "ema_decay": 0.9, "adversarial": {"weight": 0.1}},
 }
 
 
@@ -93,8 +94,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, capsys, arch):
     assert [row["val_loss"] for row in resumed.history] == [row["val_loss"] for row in reference.history]
     assert resumed.best_val == reference.best_val
     if arch == "segan":
-        assert_same_weights(resumed.adversarial.state_dict()["discriminator"],
-                            reference.adversarial.state_dict()["discriminator"])
+        assert_same_weights(resumed.hooks["adversarial"].state_dict()["discriminator"],
+                            reference.hooks["adversarial"].state_dict()["discriminator"])
     assert state_path.exists()  # deleting it is the caller's business
 
 
@@ -111,7 +112,7 @@ def test_a_state_saved_for_another_run_is_not_resumed(tmp_path, capsys):
 
 def test_a_run_that_stopped_early_stays_stopped_on_resume(tmp_path, monkeypatch):
     state_path = tmp_path / "state.pt"
-    config = tiny_config(epochs=4, early_stopping_patience=1)
+    config = tiny_config(epochs=4, early_stopping={"patience": 1})
     first = Trainer(tiny_model(), synthetic_split(0), synthetic_split(1), config, torch.device("cpu"),
                     state_path=state_path)
     scripted = iter([1.0, 1.5])
@@ -149,23 +150,25 @@ CHILD = textwrap.dedent("""
     import torch
     from hushkit.models import build_model
     from hushkit.training.data import PackedSplit
+    from hushkit.config import TrainConfig
     from hushkit.training.dynamic import training_source
-    from hushkit.training.loop import TrainConfig, Trainer
+    from hushkit.training.loop import Trainer
 
     data, state_path, out, hang_at, mixing = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     torch.set_num_threads(1)  # gentle on a shared machine; the same in every run of this script
     torch.manual_seed(0)
     model = build_model("crced", **{model_args!r})
-    config = TrainConfig(epochs=3, batch_size=4, steps_per_epoch=3, lr=1e-3, weight_decay=0.0, segment=1024,
-                         loss={{"waveform_l1": 1.0}}, ema_decay=0.9, mixup_alpha=0.4, checkpoint_every=1)
+    config = TrainConfig.parse({{
+        "epochs": 3, "batch_size": 4, "steps_per_epoch": 3, "lr": 1e-3, "weight_decay": 0.0,
+        "loss": {{"waveform_l1": 1.0}}, "ema_decay": 0.9, "mixup_alpha": 0.4, "checkpoint_every": 1,
+        "mixing": mixing, "dynamic_mixing": {{"second_noise": 0.5, "eq": 0.5, "clipping": 0.2}}}}, segment=1024)
 
     def on_epoch(metrics, epoch):
         if epoch == hang_at:  # epoch hang_at - 1 is saved, this one is not: wait here to be killed
             print("HANGING", flush=True)
             time.sleep(120)
 
-    settings = {{"mixing": mixing, "dynamic_mixing": {{"second_noise": 0.5, "eq": 0.5, "clipping": 0.2}}}}
-    train = training_source(settings, data, None, 16000, seed=0, device=torch.device("cpu"))
+    train = training_source(config, data, None, 16000, device=torch.device("cpu"))
     trainer = Trainer(model, train, PackedSplit.load(f"{{data}}/val"), config,
                       torch.device("cpu"), on_epoch=on_epoch, state_path=None if state_path == "-" else state_path,
                       fingerprint="kill-test")

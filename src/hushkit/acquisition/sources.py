@@ -1,6 +1,6 @@
 """The download stage's sources: `download.sources` parsed, and each source brought into the corpus folder.
 
-    synthetic            out/speech/..., out/noise/...    the embedded corpus, generated offline from download.seed
+    synthetic            out/speech/..., out/noise/...    the embedded synthetic corpus (hushkit.synthetic)
     local                out/local/{speech,noise}/...     the folders download.local.{speech,noise}, ingested
     <catalogue name>     out/<name>/{speech,noise}/...    downloaded (hushkit.acquisition.catalogue), then ingested
     <paired corpus>      out/<name>/{clean,noisy}/...     recorded pairs (voicebank_demand): both sides ingested,
@@ -15,9 +15,9 @@ call someone "1" (or "alice") never merge two people into one speaker (or one pe
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import soundfile as sf
 from hushkit.acquisition.ingest import IngestResult, IngestRules, SourceFile, ingest_files, ingest_folder, summary_line
 from hushkit.acquisition.scan import HashCache, from_listing, list_folder, to_listing
 from hushkit.checks.suites import CORPUS_COLUMNS
+from hushkit.config import DownloadParams
 from hushkit.io import atomic_path, read_table
 from hushkit.workspace import resolve
 
@@ -37,8 +38,6 @@ KINDS = ("speech", "noise")
 PAIRED_KINDS = ("clean", "noisy")
 QUARANTINE_COLUMNS = ["corpus", "kind", "source", "reason", "detail"]
 LOCAL_LICENSE = "user-supplied"
-INGEST_KEYS = ("min_seconds", "max_seconds", "silence_dbfs", "clip_fraction")
-DEFAULT_CACHE = ".cache/corpora"  # download.cache when params leave it out
 
 
 @dataclass(frozen=True)
@@ -56,17 +55,9 @@ class SourceOutput:
     lines: list[str]  # what the stage prints about this source
 
 
-def parse_sources(params: dict[str, Any]) -> list[SourceSpec]:
+def parse_sources(params: DownloadParams) -> list[SourceSpec]:
     """`download.sources` checked before anything is built or downloaded; errors name the entry and the fix."""
-    if "sources" not in params and "source" in params:
-        raise ValueError("params download.source was replaced by download.sources, a list "
-                         f"(e.g. sources: [{params['source']}])")
-    entries = params.get("sources")
-    if isinstance(entries, str):
-        entries = [entries]
-    if not entries:
-        raise ValueError("params download.sources is empty; list at least one of: synthetic, local, "
-                         "or a catalogue corpus")
+    entries = [params.sources] if isinstance(params.sources, str) else params.sources
     from hushkit.acquisition.catalogue import CATALOGUE
 
     known = [SYNTHETIC, LOCAL, *sorted(CATALOGUE)]
@@ -88,21 +79,19 @@ def parse_sources(params: dict[str, Any]) -> list[SourceSpec]:
     return specs
 
 
-def ingest_rules(params: dict[str, Any]) -> IngestRules:
-    settings = dict(params.get("ingest") or {})
-    unknown = sorted(set(settings) - set(INGEST_KEYS))
-    if unknown:
-        raise ValueError(f"params download.ingest: unknown key(s) {unknown}; known: {', '.join(INGEST_KEYS)}")
-    return IngestRules(**{k: (None if v is None else float(v)) for k, v in settings.items()})
+def ingest_rules(params: DownloadParams) -> IngestRules:
+    ingest = params.ingest
+    return IngestRules(min_seconds=ingest.min_seconds, max_seconds=ingest.max_seconds,
+                       silence_dbfs=ingest.silence_dbfs, clip_fraction=ingest.clip_fraction)
 
 
 # ------------------------------------------------------------------------------------------------------ synthetic
 
 
-def run_synthetic(params: dict[str, Any], spec: SourceSpec, out: Path) -> SourceOutput:
+def run_synthetic(params: DownloadParams, spec: SourceSpec, out: Path) -> SourceOutput:
     from hushkit.synthetic.corpus import build_synthetic
 
-    manifest = build_synthetic(params, out)
+    manifest = build_synthetic(dataclasses.asdict(params), out)
     for kind in set(KINDS) - set(spec.kinds):  # synthetic:speech or synthetic:noise: the other kind goes
         shutil.rmtree(out / kind, ignore_errors=True)
         manifest = manifest[manifest.kind != kind].reset_index(drop=True)
@@ -115,9 +104,9 @@ def run_synthetic(params: dict[str, Any], spec: SourceSpec, out: Path) -> Source
 # ---------------------------------------------------------------------------------------------- ingested sources
 
 
-def local_folder(params: dict[str, Any], kind: str) -> tuple[str, Path]:
+def local_folder(params: DownloadParams, kind: str) -> tuple[str, Path]:
     """download.local.<kind> as params name it, and the folder it means (which must exist)."""
-    configured = (params.get("local") or {}).get(kind)
+    configured = getattr(params.local, kind)
     if configured in (None, ""):
         other = "noise" if kind == "speech" else "speech"
         raise ValueError(f"params download.local.{kind}: no folder given, but download.sources takes {kind} "
@@ -128,14 +117,14 @@ def local_folder(params: dict[str, Any], kind: str) -> tuple[str, Path]:
     return str(configured), folder
 
 
-def scan_local(params: dict[str, Any]) -> dict[str, Any]:
+def scan_local(params: DownloadParams) -> dict[str, Any]:
     """The listing of the `local` source's folders (hushkit.acquisition.scan), one per kind download.sources takes from
     it ({} when it takes none); content hashes are cached under <download.cache>/scan/."""
     spec = next((s for s in parse_sources(params) if s.name == LOCAL), None)
     if spec is None:
         return {}
     rules = ingest_rules(params)
-    hashes = HashCache(resolve(params.get("cache") or DEFAULT_CACHE) / "scan" / "hashes.csv")
+    hashes = HashCache(resolve(params.cache) / "scan" / "hashes.csv")
     listing = {}
     for kind in spec.kinds:
         configured, folder = local_folder(params, kind)
@@ -144,12 +133,12 @@ def scan_local(params: dict[str, Any]) -> dict[str, Any]:
     return listing
 
 
-def run_local(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules, cache: Path,
+def run_local(params: DownloadParams, spec: SourceSpec, out: Path, rules: IngestRules, cache: Path,
               listing: Path | None = None) -> SourceOutput:
     """download.local.speech / .noise: speakers from sub-folders (or LibriSpeech names), categories from the first
     sub-folder (files directly in the noise folder: `uncategorized`). `listing`: the scan stage's listing of the
     folders (`scan_local`), which the pipeline depends on; without it the folders are listed now."""
-    rate = int(params["sample_rate"])
+    rate = params.sample_rate
     listed = json.loads(Path(listing).read_text()) if listing is not None else None
     results: dict[str, tuple[IngestResult, Path]] = {}
     for kind in spec.kinds:
@@ -163,18 +152,18 @@ def run_local(params: dict[str, Any], spec: SourceSpec, out: Path, rules: Ingest
             entries = from_listing(listed[kind])
         store = _ingest_dir(cache, LOCAL, kind, folder, rate)
         results[kind] = ingest_folder(folder, kind, store, rate, rules, entries=entries,
-                                      language=str((params.get("local") or {}).get("language") or "und")), store
+                                      language=params.local.language or "und"), store
     return _collect(spec, results, out, LOCAL_LICENSE)
 
 
-def run_catalogue(params: dict[str, Any], spec: SourceSpec, out: Path, rules: IngestRules,
+def run_catalogue(params: DownloadParams, spec: SourceSpec, out: Path, rules: IngestRules,
                   cache: Path) -> SourceOutput:
     """A catalogue corpus: downloaded into <cache>/downloads (verified, resumable, never twice), extracted into
     <cache>/extracted/<name>, then ingested file by file as parsed from its layout and metadata."""
     from hushkit.acquisition.catalogue import fetch_corpus, get_corpus
 
     corpus = get_corpus(spec.name)
-    rate = int(params["sample_rate"])
+    rate = params.sample_rate
     extracted = cache / "extracted" / spec.name
     try:
         table = fetch_corpus(corpus, cache / "downloads", extracted)

@@ -105,15 +105,12 @@ def usable_corpus_frame(manifest: pd.DataFrame, name: str = "accepted set") -> p
     }])
 
 
-def usable_corpus(minimum: dict[str, float | None]) -> list:
-    """`usable_corpus_frame`'s row against the minimums (params download.minimum; None: no minimum). Below them the
-    accepted set cannot make speaker- and noise-disjoint splits worth training on, however good each file is."""
-    unknown = sorted(set(minimum) - set(USABLE_MEASURES))
-    if unknown:
-        raise ValueError(f"params download.minimum: unknown key(s) {unknown}; known: {', '.join(USABLE_MEASURES)}")
+def usable_corpus(minimum: dict[str, float]) -> list:
+    """`usable_corpus_frame`'s row against the minimums set (params download.minimum, hushkit.config.MinimumParams:
+    the keys are USABLE_MEASURES). Below them the accepted set cannot make speaker- and noise-disjoint splits worth
+    training on, however good each file is."""
     E = _e()
-    return [E.ExpectColumnValuesToBeBetween(column=key, min_value=float(value))
-            for key, value in minimum.items() if value is not None]
+    return [E.ExpectColumnValuesToBeBetween(column=key, min_value=float(value)) for key, value in minimum.items()]
 
 
 def mixture_manifest_frame(df: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,6 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ import pandas as pd
 from hushkit.audio import read_audio, write_audio
 from hushkit.checks import suites, validate
 from hushkit.checks.files import check_mixture_files
+from hushkit.config import EvaluateParams
 from hushkit.evaluation.systems import Spec, build
 from hushkit.io import TABLE_DECIMALS, read_table
 from hushkit.metrics import score_pairs
@@ -102,18 +102,17 @@ def example_ids(test: pd.DataFrame, n: int) -> pd.Index:
     return spread(test, n) if n else pd.Index([])
 
 
-def test_split(mix: Path, params: dict[str, Any]) -> pd.DataFrame:
+def test_split(mix: Path, max_files: int | None) -> pd.DataFrame:
     """The test mixtures in a fixed order (`evaluate.max_files` of them, spread over the split, if set: every SNR
     level, noise category and origin keeps its place, where the first N would be mixtures only): every system sees
     the same."""
     test = read_table(Path(mix) / "manifest.csv").query("split == 'test'").sort_values("id")
-    return test[test.id.isin(spread(test, int(params["max_files"])))] if params.get("max_files") else test
+    return test[test.id.isin(spread(test, max_files))] if max_files else test
 
 
-def score_on_test_split(system: str, spec: Spec, params: dict[str, Any], mix: Path,
-                        out: Path) -> pd.DataFrame:
+def score_on_test_split(system: str, spec: Spec, params: EvaluateParams, mix: Path, out: Path) -> pd.DataFrame:
     """Score `spec` on the test split with the evaluate params (DNSMOS subset, report examples) and write
     its per_file.csv; its enhanced audio for the listening report goes to out/examples."""
-    test = test_split(mix, params)
-    return score_system(system, spec, mix, test, out / "checks", dnsmos_ids=spread(test, params.get("dnsmos_files")),
-                        examples=(out / "examples", example_ids(test, int(params.get("report_examples", 0)))))
+    test = test_split(mix, params.max_files)
+    return score_system(system, spec, mix, test, out / "checks", dnsmos_ids=spread(test, params.dnsmos_files),
+                        examples=(out / "examples", example_ids(test, params.report_examples)))

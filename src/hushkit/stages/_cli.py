@@ -1,4 +1,5 @@
-"""The command-line shell every stage shares: read its params section, run, turn known errors into one clear line."""
+"""The command-line shell every stage shares: read the params file and check all of it against the schema (a typo
+anywhere fails every stage before any work), run, turn known errors into one clear line."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from hushkit.config import validate_params
 from hushkit.errors import UserError
 from hushkit.params import load_params
 
@@ -32,10 +34,16 @@ def stage_main(
         parser.add_argument(option, dest=param.name, type=kind, required=param.default is inspect.Parameter.empty,
                             default=None if param.default is inspect.Parameter.empty else param.default)
     args = parser.parse_args(argv)
-    params = load_params(args.params)
     kwargs = {p.name: getattr(args, p.name) for p in path_args if p.name not in sections}
-    kwargs.update({name: params if key == "*" else params.get(key, {}) for name, key in sections.items()})
     try:
+        params = load_params(args.params)
+        try:
+            validate_params(params)
+        except ValueError as err:
+            raise ValueError(f"{args.params}: {err}") from None
+        if section not in params:
+            raise ValueError(f"{args.params}: no '{section}' section")
+        kwargs.update({name: params if key == "*" else params.get(key, {}) for name, key in sections.items()})
         run(params[section], **kwargs)
     except Exception as err:  # noqa: BLE001 - a stage failure must be one readable line, not a traceback
         if isinstance(err, (UserError, ValueError, FileNotFoundError)):

@@ -21,9 +21,10 @@ import pandas as pd
 from rich.console import Console
 
 from hushkit.checks import DataCheckError, suites, validate
+from hushkit.config import DownloadParams
 from hushkit.acquisition.ingest import REASONS, IngestRules
 from hushkit.acquisition.sources import (
-    DEFAULT_CACHE, LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, run_catalogue,
+    LOCAL, QUARANTINE_COLUMNS, SYNTHETIC, SourceOutput, ingest_rules, parse_sources, run_catalogue,
     run_local, run_synthetic,
 )
 from hushkit.io import write_table
@@ -31,17 +32,18 @@ from hushkit.workspace import resolve
 from hushkit.checks.files import check_audio_files
 from hushkit.stages._cli import stage_main
 
-def run(params: dict[str, Any], *, out: Path, listing: Path | None = None) -> None:
-    """`listing`: the scan stage's listing of the `local` source's folders (the pipeline's dependency on them);
-    without it they are listed here."""
+def run(section: dict[str, Any], *, out: Path, listing: Path | None = None) -> None:
+    """`section`: params.yaml's `download`. `listing`: the scan stage's listing of the `local` source's folders (the
+    pipeline's dependency on them); without it they are listed here."""
     out = Path(out)
     # Every setting is checked before anything is built or downloaded.
+    params = DownloadParams.parse(section, "download")
     specs = parse_sources(params)
     rules = ingest_rules(params)
-    minimum = dict(params.get("minimum") or {})
+    minimum = params.minimum.set()
     usable = suites.usable_corpus(minimum)
-    cache = resolve(params.get("cache") or DEFAULT_CACHE)
-    rate = int(params["sample_rate"])
+    cache = resolve(params.cache)
+    rate = params.sample_rate
 
     outputs: list[SourceOutput] = []
     for spec in specs:
@@ -69,9 +71,9 @@ def run(params: dict[str, Any], *, out: Path, listing: Path | None = None) -> No
     if any(o.spec.name == SYNTHETIC for o in outputs):
         synthetic = next(o.spec for o in outputs if o.spec.name == SYNTHETIC)
         if "speech" in synthetic.kinds:
-            min_speakers = len(params["speech"]["languages"]) * params["speech"]["speakers_per_language"]
+            min_speakers = len(params.speech.languages) * params.speech.speakers_per_language
         if "noise" in synthetic.kinds:
-            min_categories = len(params["noise"]["categories"])
+            min_categories = len(params.noise.categories)
     validate(suites.corpus_manifest_frame(manifest), suites.corpus_manifest(min_speakers, min_categories, rate),
              name="download output: corpus manifest", report_path=checks / "manifest.json")
     write_table(out / "manifest.csv", manifest)
@@ -100,7 +102,7 @@ def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return manifest
 
 
-def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dict[str, Any], expectations: list,
+def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dict[str, float], expectations: list,
                   *, report_path: Path, quarantine_path: Path) -> None:
     """The one check that judges the accepted set as a whole; its message says which minimum failed and why."""
     frame = suites.usable_corpus_frame(manifest)
@@ -109,8 +111,7 @@ def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dic
                  id_column="corpus")
     except DataCheckError as err:
         row = frame.iloc[0]
-        short = [f"{key} {row[key]:g} < {float(value):g}" for key, value in minimum.items()
-                 if value is not None and row[key] < float(value)]
+        short = [f"{key} {row[key]:g} < {value:g}" for key, value in minimum.items() if row[key] < value]
         counts = quarantine.reason.value_counts()
         reasons = ", ".join(f"{reason} {counts[reason]}" for reason in REASONS if reason in counts)
         message = (f"the accepted corpus is unusable, below download.minimum: {'; '.join(short)} "
@@ -119,16 +120,17 @@ def _check_usable(manifest: pd.DataFrame, quarantine: pd.DataFrame, minimum: dic
         raise DataCheckError(message, failures=err.failures, report_path=err.report_path) from None
 
 
-def _check_files(output: SourceOutput, params: dict[str, Any], rules: IngestRules, out: Path, checks: Path) -> None:
+def _check_files(output: SourceOutput, params: DownloadParams, rules: IngestRules, out: Path,
+                 checks: Path) -> None:
     """Every accepted file read back for real: rate, mono, finite, peak, length and level as promised."""
-    rate = int(params["sample_rate"])
+    rate = params.sample_rate
     for kind in output.spec.kinds:
         paths = list(output.manifest.path[output.manifest.kind == kind])
         if not paths:
             continue  # an empty accepted set is the usable-corpus check's to judge
         if output.spec.name == SYNTHETIC:  # as generated: lengths exactly as configured
-            bounds = ((params["speech"]["min_seconds"], params["speech"]["max_seconds"]) if kind == "speech" else
-                      (0.99 * params["noise"]["seconds"], 1.01 * params["noise"]["seconds"]))
+            bounds = ((params.speech.min_seconds, params.speech.max_seconds) if kind == "speech" else
+                      (0.99 * params.noise.seconds, 1.01 * params.noise.seconds))
             check_audio_files(out, paths, name=f"download output: {kind} files",
                               report_path=checks / f"{kind}_files.json", sample_rate=rate,
                               min_seconds=bounds[0], max_seconds=bounds[1])

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hushkit import tracking
+from hushkit.config import EvaluateParams
 from hushkit.evaluation import aggregate, systems
 from hushkit.evaluation.scoring import score_on_test_split, test_split
 from hushkit.io import read_table, write_json, write_table
@@ -28,19 +29,21 @@ BREAKDOWNS = {"by_snr": ["target_snr_db"], "by_category": ["noise_category"], "b
 CURVES = {"snr": "target_snr_db", "condition": "condition"}  # curves/<name>.csv: dvc.yaml's plots
 
 
-def run(params: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, out: Path,
+def run(section: dict[str, Any], *, arch: str, mix: Path, model: Path, noisy_scores: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
+    """`section`: params.yaml's `evaluate`; `mlflow_params`: its `mlflow` (where the training run is)."""
     mix, out = Path(mix), Path(out)
+    params = EvaluateParams.parse(section, "evaluate")
     _, meta = load_checkpoint(model)
     if meta["model"] != arch:
         raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
     noisy = read_table(noisy_scores)
-    if sorted(noisy.id) != sorted(test_split(mix, params).id):
+    if sorted(noisy.id) != sorted(test_split(mix, params.max_files).id):
         raise ValueError(f"{noisy_scores}: scores files other than this test split; rerun the baseline stage")
     per_file, timing = split_timing(score_on_test_split(arch, systems.model(model), params, mix, out))
     both = pd.concat([noisy, per_file], ignore_index=True)
     write_table(out / "per_file.csv", both)
-    summary = aggregate.system_metrics(both, arch, params.get("condition_weights"))
+    summary = aggregate.system_metrics(both, arch, params.condition_weights)
     write_json(out / "metrics.json", summary)
     for name, keys in BREAKDOWNS.items():
         write_table(out / f"{name}.csv", aggregate.aggregate(both, keys))

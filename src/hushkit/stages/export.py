@@ -14,6 +14,7 @@ import onnx
 
 from hushkit import __version__, tracking
 from hushkit.audio import read_audio
+from hushkit.config import ExportParams
 from hushkit.io import atomic_path, read_table, sha256_file, write_json
 from hushkit.models import load_checkpoint
 from hushkit.models.onnx_export import export_onnx, onnx_parity
@@ -56,26 +57,28 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     return {"name": name, "version": version, "model_uri": f"models:/{name}/{version}"}
 
 
-def run(params: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation: Path, out: Path,
+def run(section: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluation: Path, out: Path,
         mlflow_params: dict[str, Any]) -> None:
+    """`section`: params.yaml's `export`; `mlflow_params`: its `mlflow` (the training run, the registry)."""
     model, mix, out = Path(model), Path(mix), Path(out)
+    params = ExportParams.parse(section, "export")
     net, meta = load_checkpoint(model)
     if meta["model"] != arch:
         raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
-    onnx_path = export_onnx(net, out / "model.onnx", opset=int(params["opset"]))
+    onnx_path = export_onnx(net, out / "model.onnx", opset=params.opset)
     stamp_metadata(onnx_path, meta)
     # Parity on real test audio of a length unlike the export example: proves the time axis is dynamic.
     test = read_table(mix / "manifest.csv").query("split == 'test'").sort_values("id")
     audio, _ = read_audio(mix / test.noisy_path.iat[0])
     error = onnx_parity(net, onnx_path, audio)
-    if not error <= float(params["atol"]):
-        raise ValueError(f"{onnx_path}: ONNX output differs from torch by {error:.2e} > atol {params['atol']} "
+    if not error <= params.atol:
+        raise ValueError(f"{onnx_path}: ONNX output differs from torch by {error:.2e} > atol {params.atol} "
                          f"on {mix / test.noisy_path.iat[0]}")
     ts_path = export_torchscript(net, out / "model.ts")  # sample_rate and model args ride inside (hushkit.json)
     ts_error = torchscript_parity(net, ts_path, audio)
-    if not ts_error <= float(params["atol"]):
+    if not ts_error <= params.atol:
         raise ValueError(f"{ts_path}: TorchScript output differs from torch by {ts_error:.2e} > atol "
-                         f"{params['atol']} on {mix / test.noisy_path.iat[0]}")
+                         f"{params.atol} on {mix / test.noisy_path.iat[0]}")
     write_json(out / "export.json", {"onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
                                      "parity_max_abs_error": error, "parity_file": test.noisy_path.iat[0],
                                      "torchscript": ts_path.name, "torchscript_sha256": sha256_file(ts_path),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from hushkit.audio import read_audio, trim_silence
 from hushkit.checks import array_stats, suites, validate
+from hushkit.config import FeaturesParams, MixParams
 from hushkit.io import read_table, write_json, write_npy, write_table
 from hushkit.checks.files import check_mixture_files
 from hushkit.stages._cli import stage_main
@@ -55,17 +56,19 @@ def pack_pool(corpus: Path, files: pd.DataFrame, trim_top_db: float | None, rate
     return np.concatenate(parts), pd.DataFrame(index)
 
 
-def run(params: dict[str, Any], *, mix: Path, corpus: Path, out: Path, mix_params: dict[str, Any]) -> None:
+def run(section: dict[str, Any], *, mix: Path, corpus: Path, out: Path, mix_params: dict[str, Any]) -> None:
+    """`section`: params.yaml's `features`; `mix_params`: its `mix` (the SNR tolerance and the trimming)."""
     mix, corpus, out = Path(mix), Path(corpus), Path(out)
+    params, mix_settings = FeaturesParams.parse(section, "features"), MixParams.parse(mix_params, "mix")
     mixtures = read_table(mix / "manifest.csv")
     checks = out / "checks"
-    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(mix_params["snr_tolerance_db"]),
+    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(mix_settings.snr_tolerance_db),
              name="features input: mixture manifest", report_path=checks / "input_manifest.json",
              id_column="noisy_path")
     check_mixture_files(mix, mixtures, name="features input: mixture files", report_path=checks / "input_files.json")
 
     rate = int(mixtures.sample_rate.iat[0])
-    segment = int(round(params["segment_seconds"] * rate))
+    segment = int(round(params.segment_seconds * rate))
     summary: dict[str, Any] = {"sample_rate": rate, "segment_samples": segment, "splits": {}}
     stats = []
     for split in PACKED_SPLITS:
@@ -78,7 +81,7 @@ def run(params: dict[str, Any], *, mix: Path, corpus: Path, out: Path, mix_param
     pools = read_table(mix / "pools.csv") if (mix / "pools.csv").is_file() else None
     if pools is not None and (pools.split == "train").any():
         pools = pools.fillna({"speaker": "", "category": ""})
-        for kind, trim in (("speech", float(mix_params["trim_top_db"])), ("noise", None)):
+        for kind, trim in (("speech", mix_settings.trim_top_db), ("noise", None)):
             audio, index = pack_pool(corpus, pools[(pools.kind == kind) & (pools.split == "train")], trim, rate)
             stats.append(array_stats(f"pools/{kind}.npy", audio))
             write_npy(out / "pools" / f"{kind}.npy", audio)

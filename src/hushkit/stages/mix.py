@@ -23,6 +23,8 @@ from hushkit import reverb
 from hushkit.audio import read_audio, rms_db, trim_silence, write_audio
 from hushkit.checks import suites, validate
 from hushkit.checks.files import check_audio_files, check_mixture_files
+from hushkit.config import MixParams
+from hushkit.config.data import HeldOut, RecordedSplits, Reverberant
 from hushkit.io import read_table, write_table
 from hushkit.mixing import mix_at_snr, noise_segment, snr_db, snr_level
 from hushkit.progress import progress
@@ -46,10 +48,10 @@ def split_speakers(speech: pd.DataFrame, n_val: int, n_test: int, rng: np.random
     return assignment
 
 
-def split_noises(noise: pd.DataFrame, per_category: dict[str, int], rng: np.random.Generator) -> dict[str, str]:
+def split_noises(noise: pd.DataFrame, per_category: HeldOut, rng: np.random.Generator) -> dict[str, str]:
     """noise clip → split, per category, so each split has every category but never shares a clip."""
     assignment: dict[str, str] = {}
-    n_val, n_test = int(per_category.get("val", 1)), int(per_category.get("test", 1))
+    n_val, n_test = per_category.val, per_category.test
     for category, group in noise.sort_values("path").groupby("category"):
         if len(group) < n_val + n_test + 1:
             raise ValueError(f"noise category {category!r} has {len(group)} clips; needs at least {n_val + n_test + 1}")
@@ -59,10 +61,10 @@ def split_noises(noise: pd.DataFrame, per_category: dict[str, int], rng: np.rand
     return assignment
 
 
-def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], rng) -> pd.DataFrame:
+def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: MixParams, rng) -> pd.DataFrame:
     """One row per mixture to make: which utterance, which noise clip, target SNR and level."""
-    low, high = params["snr_db"]["low"], params["snr_db"]["high"]
-    level_low, level_high = params["level_dbfs"]["low"], params["level_dbfs"]["high"]
+    low, high = params.snr_db.low, params.snr_db.high
+    level_low, level_high = params.level_dbfs.low, params.level_dbfs.high
     rows = []
     for split in SPLITS:
         utterances = speech[speech.split == split]
@@ -72,10 +74,10 @@ def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, A
             # Every utterance at every fixed level. Category index = utterance + level index, so each level
             # meets every category equally often and SNR is not confounded with the kind of noise.
             targets = [(u, float(s), ui + li) for ui, u in enumerate(utterances.itertuples())
-                       for li, s in enumerate(params["test_snr_db"])]
+                       for li, s in enumerate(params.test_snr_db)]
         else:
             targets = [(u, float(rng.uniform(low, high)), None) for u in utterances.itertuples()
-                       for _ in range(int(params["mixtures_per_utterance"]))]
+                       for _ in range(params.mixtures_per_utterance)]
         for n, (utt, snr, slot) in enumerate(targets):
             category = categories[slot % len(categories)] if slot is not None else rng.choice(categories)
             clip = rng.choice(clips[clips.category == category].path.to_numpy())
@@ -86,10 +88,10 @@ def plan_mixtures(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, A
     return pd.DataFrame(rows)
 
 
-def held_out_categories(noise: pd.DataFrame, params: dict[str, Any]) -> list[str]:
+def held_out_categories(noise: pd.DataFrame, params: MixParams) -> list[str]:
     """The noise categories of the unseen-noise condition (`mix.conditions.unseen_noise.categories`): kept out of
     training, validation and the matched test altogether."""
-    listed = [str(c) for c in ((params.get("conditions") or {}).get("unseen_noise") or {}).get("categories") or []]
+    listed = params.conditions.unseen_noise.categories
     missing = sorted(set(listed) - set(noise.category))
     if missing:
         raise ValueError(f"mix.conditions.unseen_noise.categories: {missing} are not noise categories of the corpus "
@@ -107,20 +109,19 @@ def spread_rows(frame: pd.DataFrame, count: int, what: str) -> pd.DataFrame:
     return frame.iloc[np.linspace(0, len(frame) - 1, count).round().astype(int)] if count else frame.iloc[:0]
 
 
-def plan_conditions(test_speech: pd.DataFrame, noise: pd.DataFrame, rir_ids: list[str], params: dict[str, Any],
+def plan_conditions(test_speech: pd.DataFrame, noise: pd.DataFrame, rir_ids: list[str], params: MixParams,
                     rng: np.random.Generator) -> pd.DataFrame:
     """The test conditions beside the matched one (mix.conditions): each condition mixes `utterances` test
     utterances once, at the `test_snr_db` levels in turn and each level across the condition's noise categories in
     turn, so level and category are not confounded. unseen_noise: clips of the held-out categories; reverberant:
     matched test-split clips, speech convolved with a test-split RIR."""
-    conditions = params.get("conditions") or {}
-    levels = [float(s) for s in params["test_snr_db"]]
-    level_low, level_high = params["level_dbfs"]["low"], params["level_dbfs"]["high"]
+    levels = params.test_snr_db
+    level_low, level_high = params.level_dbfs.low, params.level_dbfs.high
     utterances = test_speech.sort_values("path")
     rows = []
     for name, split in (("unseen_noise", UNSEEN), ("reverberant", "test")):
-        settings = conditions.get(name) or {}
-        chosen = spread_rows(utterances, int(settings.get("utterances", 0)), f"mix.conditions.{name}.utterances")
+        settings = getattr(params.conditions, name)
+        chosen = spread_rows(utterances, settings.utterances, f"mix.conditions.{name}.utterances")
         if chosen.empty:
             continue
         clips = noise[noise.split == split]
@@ -144,12 +145,12 @@ def plan_conditions(test_speech: pd.DataFrame, noise: pd.DataFrame, rir_ids: lis
     return pd.DataFrame(rows)
 
 
-def split_recorded(clean: pd.DataFrame, settings: dict[str, Any], rng: np.random.Generator) -> dict[str, str]:
+def split_recorded(clean: pd.DataFrame, settings: RecordedSplits, rng: np.random.Generator) -> dict[str, str]:
     """speaker → split for recorded pairs (their clean rows). A corpus's own test split is kept, since the field
     reports on it (VoiceBank+DEMAND: 824 pairs of 2 unseen speakers); `val_speakers` of its training speakers
     validate (unless it names its own). Pairs without a publisher split are split by speaker like speech
     (`val_speakers`, `test_speakers`)."""
-    n_val, n_test = int(settings.get("val_speakers", 1)), int(settings.get("test_speakers", 1))
+    n_val, n_test = settings.val_speakers, settings.test_speakers
     published = clean.groupby("speaker").split.agg(lambda s: "test" if (s == "test").any() else
                                                    "val" if (s == "val").any() else "train" if s.any() else "")
     assignment = {spk: split for spk, split in published.items() if split in ("test", "val")}
@@ -165,7 +166,7 @@ def split_recorded(clean: pd.DataFrame, settings: dict[str, Any], rng: np.random
     return assignment
 
 
-def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, out: Path,
+def copy_recorded(manifest: pd.DataFrame, params: MixParams, corpus: Path, out: Path,
                   rate: int) -> list[dict[str, Any]]:
     """Every recorded pair into its split as it is (no trimming, gain or mixing): the mixture manifest's rows."""
     clean = manifest[manifest.kind == "clean"].fillna({"category": ""}).sort_values("pair_id")
@@ -173,8 +174,7 @@ def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, 
         return []
     noisy = manifest[manifest.kind == "noisy"].set_index("pair_id")
     # its own generator: adding or removing a paired corpus never reshuffles the mixtures
-    split = clean.speaker.map(split_recorded(clean, params.get("recorded") or {},
-                                             np.random.default_rng([int(params["seed"]), 1])))
+    split = clean.speaker.map(split_recorded(clean, params.recorded, np.random.default_rng([params.seed, 1])))
     rows, counters = [], dict.fromkeys(SPLITS, 0)
     for row, part in progress(zip(clean.itertuples(), split), len(clean), "copy pairs"):
         file_id = f"{part}r{counters[part]:05d}"
@@ -194,8 +194,10 @@ def copy_recorded(manifest: pd.DataFrame, params: dict[str, Any], corpus: Path, 
     return rows
 
 
-def run(params: dict[str, Any], *, corpus: Path, out: Path, rirs: Path | None = None) -> None:
+def run(section: dict[str, Any], *, corpus: Path, out: Path, rirs: Path | None = None) -> None:
+    """`section`: params.yaml's `mix`."""
     corpus, out = Path(corpus), Path(out)
+    params = MixParams.parse(section, "mix")
     manifest = read_table(corpus / "manifest.csv")
     rate = int(manifest.sample_rate.iat[0])
     check_audio_files(corpus, list(manifest.path), name="mix input: corpus files",
@@ -212,7 +214,7 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path, rirs: Path | None = 
     if not rows:
         raise ValueError(f"{corpus / 'manifest.csv'}: no speech, noise or recorded pairs to make mixtures from")
     mixtures = pd.DataFrame(rows)
-    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(params["snr_tolerance_db"]),
+    validate(suites.mixture_manifest_frame(mixtures), suites.mixture_manifest(params.snr_tolerance_db),
              name="mix output: mixture manifest", report_path=out / "checks" / "manifest.json",
              id_column="noisy_path")
     check_mixture_files(out, mixtures, name="mix output: mixture files", report_path=out / "checks" / "files.json")
@@ -223,30 +225,30 @@ def run(params: dict[str, Any], *, corpus: Path, out: Path, rirs: Path | None = 
           + (f" ({recorded} of them recorded pairs)" if recorded else ""))
 
 
-def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corpus: Path, out: Path,
+def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: MixParams, corpus: Path, out: Path,
          rate: int, rirs: Path | None) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(params["seed"])
-    speech["split"] = speech.speaker.map(split_speakers(speech, params["val_speakers"], params["test_speakers"], rng))
+    rng = np.random.default_rng(params.seed)
+    speech["split"] = speech.speaker.map(split_speakers(speech, params.val_speakers, params.test_speakers, rng))
     held_out = noise.category.isin(held_out_categories(noise, params))
     noise["split"] = UNSEEN
     noise.loc[~held_out, "split"] = noise[~held_out].path.map(split_noises(noise[~held_out],
-                                                                           params["noise_instances"], rng))
+                                                                           params.noise_instances, rng))
     plan = plan_mixtures(speech, noise[~held_out], params, rng)
     bank = reverb.RirBank.load(rirs) if rirs is not None else None
     # the conditions draw from a stream of their own: adding one leaves every other mixture as it was
     conditions = plan_conditions(speech[speech.split == "test"], noise, bank.ids("test") if bank else [], params,
-                                 np.random.default_rng([int(params["seed"]), 2]))
+                                 np.random.default_rng([params.seed, 2]))
     plan = pd.concat([plan, conditions], ignore_index=True)
     write_table(out / "pools.csv", pd.concat([
         speech.assign(kind="speech", category="")[["kind", "path", "split", "speaker", "category"]],
         noise.assign(kind="noise", speaker="")[["kind", "path", "split", "speaker", "category"]],
     ]).sort_values(["kind", "path"]))
-    reverb_settings = (params.get("conditions") or {}).get("reverberant") or {}
+    reverb_settings = params.conditions.reverberant
 
     @lru_cache(maxsize=None)
     def load(path: str, trim: bool) -> np.ndarray:
         audio, _ = read_audio(corpus / path)
-        return trim_silence(audio, rate, params["trim_top_db"]) if trim else audio
+        return trim_silence(audio, rate, params.trim_top_db) if trim else audio
 
     rows = []
     for job in progress(plan.itertuples(), len(plan), "mix"):
@@ -272,15 +274,12 @@ def _mix(speech: pd.DataFrame, noise: pd.DataFrame, params: dict[str, Any], corp
     return rows
 
 
-def reverb_target(clean: np.ndarray, rir: np.ndarray, rate: int, settings: dict[str, Any]) -> np.ndarray:
+def reverb_target(clean: np.ndarray, rir: np.ndarray, rate: int, settings: Reverberant) -> np.ndarray:
     """The reference a reverberant test file is scored against: the early-reflection speech (`target: early`, the
     first `early_ms` of the RIR) or the dry speech (`target: dry`)."""
-    target = settings.get("target", "early")
-    if target == "dry":
+    if settings.target == "dry":
         return clean
-    if target != "early":
-        raise ValueError(f"mix.conditions.reverberant.target must be 'early' or 'dry', got {target!r}")
-    return reverb.convolve(clean, reverb.early_part(rir, rate, float(settings.get("early_ms", 50.0))))
+    return reverb.convolve(clean, reverb.early_part(rir, rate, settings.early_ms))
 
 
 def main(argv: list[str] | None = None) -> None:

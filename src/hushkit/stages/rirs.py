@@ -25,6 +25,8 @@ import pandas as pd
 from hushkit import reverb
 from hushkit.audio import AudioReadError, read_audio, resample, to_mono
 from hushkit.checks import array_stats, suites, validate
+from hushkit.config import DownloadParams, RirsParams
+from hushkit.config.data import RirSplits
 from hushkit.io import write_npy, write_table
 from hushkit.stages._cli import stage_main
 
@@ -32,15 +34,16 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 ATTEMPTS = 6  # room rebuilds (corrected RT60 target, then a new room) before giving up on one RIR
 
 
-def simulate_one(seed: int, index: int, params: dict[str, Any], rate: int) -> dict[str, Any]:
+def simulate_one(seed: int, index: int, params: RirsParams, rate: int) -> dict[str, Any]:
     """RIR number `index` of the bank: its own random stream, rebuilt until the measured RT60 is in range."""
     rng = np.random.default_rng([int(seed), int(index)])
-    low, high = float(params["rt60"]["low"]), float(params["rt60"]["high"])
+    low, high = params.rt60.low, params.rt60.high
+    size = {"length": params.room.length, "width": params.room.width, "height": params.room.height}
     wanted = float(rng.uniform(low, high))
     target, room, measured, rir, problem = wanted, None, float("nan"), None, ""
     for attempt in range(ATTEMPTS):
         if room is None or attempt % 3 == 0:  # a fresh room every third attempt
-            room = reverb.draw_room(rng, target, params["room"])
+            room = reverb.draw_room(rng, target, size)
         room = reverb.Room(room.dims, room.source, room.mic, target)
         try:
             rir = reverb.simulate(room, rate)
@@ -55,12 +58,12 @@ def simulate_one(seed: int, index: int, params: dict[str, Any], rate: int) -> di
     else:
         raise ValueError(f"rirs: RIR {index} (seed {seed}) did not reach an RT60 in [{low}, {high}] s in {ATTEMPTS} "
                          f"room builds (last {measured:.3f} s{problem}); widen rirs.rt60 or rirs.room")
-    return {"rir": reverb.align(rir, rate, float(params["max_seconds"])), "source": "simulated",
+    return {"rir": reverb.align(rir, rate, params.max_seconds), "source": "simulated",
             "rt60": measured, "rt60_target": room.rt60_target, "room_dims": "x".join(f"{d:.2f}" for d in room.dims),
             "distance": float(np.linalg.norm(np.subtract(room.source, room.mic)))}
 
 
-def read_local(folder: Path, params: dict[str, Any], rate: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def read_local(folder: Path, params: RirsParams, rate: int) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The user's RIR files (any format soundfile reads, any rate and channel count: mixed to mono, resampled),
     aligned like the simulated ones; files that are not usable are listed with the reason."""
     rows, rejected = [], []
@@ -74,18 +77,19 @@ def read_local(folder: Path, params: dict[str, Any], rate: int) -> tuple[list[di
         if not np.all(np.isfinite(rir)) or np.max(np.abs(rir)) == 0:
             rejected.append({"path": str(path), "reason": "silent or not finite"})
             continue
-        rows.append({"rir": reverb.align(rir, rate, float(params["max_seconds"])), "source": str(path),
+        rows.append({"rir": reverb.align(rir, rate, params.max_seconds), "source": str(path),
                      "rt60": reverb.schroeder_rt60(rir, rate), "rt60_target": np.nan, "room_dims": "",
                      "distance": np.nan})
     return rows, rejected
 
 
-def assign_splits(count: int, shares: dict[str, float], rng: np.random.Generator) -> list[str]:
+def assign_splits(count: int, shares: RirSplits, rng: np.random.Generator) -> list[str]:
     """`count` RIRs into train / val / test by the `shares` of val and test (at least one each when shared)."""
-    n_val = int(np.ceil(count * float(shares.get("val", 0.0))))
-    n_test = int(np.ceil(count * float(shares.get("test", 0.0))))
+    n_val = int(np.ceil(count * shares.val))
+    n_test = int(np.ceil(count * shares.test))
     if n_val + n_test >= count:
-        raise ValueError(f"rirs.splits {shares} leave no training RIR out of {count}; lower the shares or raise count")
+        raise ValueError(f"rirs.splits (val {shares.val}, test {shares.test}) leave no training RIR out of {count}; "
+                         "lower the shares or raise count")
     splits = np.array(["train"] * count, dtype=object)
     order = rng.permutation(count)
     splits[order[:n_test]] = "test"
@@ -93,34 +97,34 @@ def assign_splits(count: int, shares: dict[str, float], rng: np.random.Generator
     return list(splits)
 
 
-def split_by_name(path: str, shares: dict[str, float], seed: int) -> str:
+def split_by_name(path: str, shares: RirSplits, seed: int) -> str:
     """A user RIR's split, drawn from its file name: stable when files are added or removed."""
     draw = np.random.default_rng([seed, zlib.crc32(Path(path).name.encode())]).random()
-    test, val = float(shares.get("test", 0.0)), float(shares.get("val", 0.0))
+    test, val = shares.test, shares.val
     return "test" if draw < test else "val" if draw < test + val else "train"
 
 
-def run(params: dict[str, Any], *, out: Path, download_params: dict[str, Any]) -> None:
+def run(section: dict[str, Any], *, out: Path, download_params: dict[str, Any]) -> None:
+    """`section`: params.yaml's `rirs`; `download_params`: its `download` (the sample rate)."""
     out = Path(out)
-    rate = int(download_params["sample_rate"])
-    count, seed = int(params["count"]), int(params["seed"])
-    low, high = float(params["rt60"]["low"]), float(params["rt60"]["high"])
-    if not 0 < low <= high:
-        raise ValueError(f"rirs.rt60: need 0 < low <= high, got {params['rt60']}")
+    params = RirsParams.parse(section, "rirs")
+    rate = DownloadParams.parse(download_params, "download").sample_rate
+    count, seed = params.count, params.seed
+    low, high = params.rt60.low, params.rt60.high
     with ProcessPoolExecutor(max_workers=2) as pool:
         simulated = list(pool.map(simulate_one, [seed] * count, range(count), [params] * count, [rate] * count))
     local, rejected = ([], [])
-    if params.get("local"):
-        folder = Path(params["local"])
+    if params.local:
+        folder = Path(params.local)
         if not folder.is_dir():
             raise FileNotFoundError(f"rirs.local: {folder} is not a folder")
         local, rejected = read_local(folder, params, rate)
-    splits = assign_splits(count, params["splits"], np.random.default_rng([seed, count])) if count else []
-    splits += [split_by_name(entry["source"], params["splits"], seed) for entry in local]
+    splits = assign_splits(count, params.splits, np.random.default_rng([seed, count])) if count else []
+    splits += [split_by_name(entry["source"], params.splits, seed) for entry in local]
     entries = simulated + local
     if not entries:
         raise ValueError("rirs: count is 0 and no local RIRs: nothing to reverberate with")
-    length = int(round(float(params["max_seconds"]) * rate))
+    length = int(round(params.max_seconds * rate))
     bank = np.zeros((len(entries), length), dtype=np.float32)
     for row, entry in enumerate(entries):
         bank[row, : len(entry["rir"])] = entry["rir"]

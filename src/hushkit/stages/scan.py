@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from hushkit.acquisition.sources import scan_local
+from hushkit.config import DownloadParams
 from hushkit.io import write_json
 from hushkit.stages._cli import stage_main
 
 
-def run(params: dict[str, Any], *, out: Path) -> None:
-    listing = scan_local(params)
+def run(section: dict[str, Any], *, out: Path) -> None:
+    listing = scan_local(DownloadParams.parse(section, "download"))
     write_json(out, listing)
     for kind, folder in listing.items():
         size = sum(f["size"] for f in folder["files"]) / 1e6

@@ -18,6 +18,7 @@ import pandas as pd
 
 from hushkit import tracking
 from hushkit.baselines import NOISY
+from hushkit.config import EvaluateParams, SummaryParams, validate_params
 from hushkit.evaluation import aggregate
 from hushkit.evaluation.results import write_evaluation
 from hushkit.evaluation.scoring import test_split
@@ -115,16 +116,18 @@ def promote(mlflow_params: dict[str, Any], version: str) -> None:
                                               str(version))
 
 
-def run(params: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, mix: Path, out: Path,
+def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, mix: Path, out: Path,
         pipeline_params: dict[str, Any]) -> None:
+    """`section`: params.yaml's `summary`; `pipeline_params`: the whole file (architectures, evaluate, mlflow)."""
     evaluate, train, baseline, out = map(Path, (evaluate, train, baseline, out))
-    architectures = pipeline_params["train"]["architectures"]
-    rank_by = params.get("rank_by", "pesq")
-    evaluate_params = pipeline_params.get("evaluate", {})
-    per_file, kinds, folders = collect(evaluate, baseline, architectures, evaluate_params.get("baselines") or [NOISY])
-    test = test_split(Path(mix), evaluate_params)
+    rank_by = SummaryParams.parse(section, "summary").rank_by
+    pipeline = validate_params(pipeline_params)
+    architectures = pipeline.train.architectures
+    evaluate_params = pipeline.evaluate or EvaluateParams()
+    per_file, kinds, folders = collect(evaluate, baseline, architectures, evaluate_params.baselines or [NOISY])
+    test = test_split(Path(mix), evaluate_params.max_files)
     board = aggregate.leaderboard(per_file, kinds)
-    weights = evaluate_params.get("condition_weights")
+    weights = evaluate_params.condition_weights
     scores = aggregate.weighted_means(per_file, weights)
     best = best_architecture(scores, kinds, rank_by)
     basis = (f"the mean over the test conditions ({', '.join(f'{c} x{w:g}' for c, w in weights.items())})"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
+from hushkit.config import TrainParams
 from hushkit.inference import enhance_waveform
 from hushkit.audio import write_audio
 from hushkit.io import sha256_file, write_json, write_table
@@ -33,7 +35,8 @@ from hushkit.timing import write_timing
 from hushkit.training.data import PackedSplit
 from hushkit.training.determinism import environment, pin_cpu
 from hushkit.training.dynamic import training_source
-from hushkit.training.loop import TrainConfig, Trainer, autocast_dtype, pick_device
+from hushkit.training.loop import Trainer, pick_device
+from hushkit.training.precision import autocast_dtype
 
 # Resumable training state lives outside DVC's outputs (DVC deletes a stage's outputs before rerunning it).
 RESUME_DIR = Path(".hushkit") / "resume"
@@ -59,13 +62,10 @@ def log_audio_examples(mlflow, model, val: PackedSplit, sample_rate: int, count:
         mlflow.log_artifacts(tmp, artifact_path="audio_examples")
 
 
-def crop_samples(settings: dict[str, Any], rate: int, default: int) -> int:
-    """Training crop length in samples: `segment_seconds` from the architecture's settings, else `default`."""
-    seconds = settings.get("segment_seconds")
+def crop_samples(seconds: float | None, rate: int, default: int) -> int:
+    """Training crop length in samples: the architecture's `segment_seconds`, else `default`."""
     if seconds is None:
         return default
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise ValueError(f"train: segment_seconds must be a positive number of seconds (or null), got {seconds!r}")
     return max(1, int(round(seconds * rate)))
 
 
@@ -80,24 +80,26 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
         state_dir: Path = RESUME_DIR, params: dict[str, Any]) -> None:
     """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
     features, out = Path(features), Path(out)
+    # The settings as written (recorded with the run and the checkpoint), and as the schema reads them.
     settings = architecture_params(train_params, arch, available_models())
+    config = TrainParams.parse(train_params, "train").config(arch)
     # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
-    pin_cpu(settings.get("threads"), settings.get("cpu_isa", "native"))
+    pin_cpu(config.threads, config.cpu_isa)
     check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
     rate = int(summary["sample_rate"])
     # Crop length: the features stage's default, or the architecture's own (shorter crops = cheaper steps).
-    segment = crop_samples(settings, rate, default=int(summary["segment_samples"]))
     # Validation always scores the features stage's (longer) crop, whatever the training crop.
-    config = TrainConfig.from_params(settings, segment=segment, val_segment=int(summary["segment_samples"]))
+    segment = crop_samples(config.segment_seconds, rate, default=int(summary["segment_samples"]))
+    config = replace(config, segment=segment, val_segment=int(summary["segment_samples"]))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    device = pick_device(settings.get("device", "auto"))
-    precision = autocast_dtype(settings.get("mixed_precision", "auto"), device)  # None: float32
+    device = pick_device(config.device)
+    precision = autocast_dtype(config.mixed_precision, device)  # None: float32
 
-    train = training_source(settings, features, rirs, rate, config.seed, device)
+    train = training_source(config, features, rirs, rate, device)
     val = PackedSplit.load(features / "val")
-    model = build_model(arch, sample_rate=rate, **(settings.get("model_args") or {}))
+    model = build_model(arch, sample_rate=rate, **config.model_args)
     # Models that normalise their input learn the statistics from training data once, before the first step.
     model.prepare(train.prepare_batch(64, segment, seed=config.seed).cpu())
     n_params = model.num_parameters
@@ -124,15 +126,14 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
             logged.add(epoch)
 
         trainer = Trainer(model, train, val, config, device, state_path=state_path,
-                          fingerprint=resume_fingerprint(settings, features),
-                          mixed_precision=settings.get("mixed_precision", "auto"), on_epoch=log_epoch)
+                          fingerprint=resume_fingerprint(settings, features), on_epoch=log_epoch)
         history = trainer.fit()
         for row in history:   # epochs an earlier attempt trained (resumed from its state): this run's curves too
             if row["epoch"] not in logged:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
-        log_audio_examples(mlflow, model, val, rate, settings.get("audio_examples", 3))
+        log_audio_examples(mlflow, model, val, rate, config.audio_examples)
         model = model.cpu().eval()
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
                         train_params=settings, environment=machine)

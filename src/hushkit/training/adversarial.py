@@ -5,8 +5,10 @@ Pure functions of a discriminator ``d(noisy, candidate) -> scores (B,)``:
 * ``lsgan_discriminator_loss``: 0.5 E[(D(noisy, clean) - 1)^2] + 0.5 E[D(noisy, enhanced.detach())^2]
 * ``lsgan_generator_loss``:     0.5 E[(D(noisy, enhanced) - 1)^2]
 
-and ``AdversarialStep``, one discriminator update followed by the generator's adversarial term. The training loop
-adds its reconstruction loss to that term (SEGAN: ``100 * L1(enhanced, clean)``) and steps the generator.
+``AdversarialStep``, one discriminator update followed by the generator's adversarial term, and
+``AdversarialHook``, which plugs that step into the training loop (hushkit.training.hooks): from
+``adversarial.start_epoch`` on, every step adds ``adversarial.weight`` times the term to the reconstruction loss
+(SEGAN: ``100 * L1(enhanced, clean)``) before the loop steps the generator.
 
 A model trains adversarially when it has ``make_discriminator()`` (e.g. ``hushkit.models.segan.SEGAN``)::
 
@@ -14,8 +16,7 @@ A model trains adversarially when it has ``make_discriminator()`` (e.g. ``hushki
     ...
     enhanced = model(noisy)
     loss = reconstruction(enhanced, clean)
-    if adversarial is not None:
-        loss = loss + adversarial_weight * adversarial(noisy, clean, enhanced)   # updates D first
+    loss = loss + adversarial_weight * adversarial(noisy, clean, enhanced)   # updates D first
     loss.backward(); optimizer.step()
 """
 from __future__ import annotations
@@ -23,8 +24,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from hushkit.config.train import AdversarialParams
+from hushkit.training.hooks import Batch, TrainingHook
 
 
 def _discriminator_scores(d: Callable[[Tensor, Tensor], Tensor], noisy: Tensor, clean: Tensor,
@@ -131,3 +136,56 @@ class AdversarialStep:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+class AdversarialHook(TrainingHook):
+    """The adversarial step in the training loop, from `start_epoch` on; each epoch's metrics gain the means of its
+    figures (METRICS) over the epoch's adversarial steps."""
+
+    key = "adversarial"
+    METRICS = ("d_loss", "d_real", "d_fake", "g_adv")
+
+    def __init__(self, step: AdversarialStep, settings: AdversarialParams):
+        self.step, self.settings = step, settings
+        self.active = False
+        self.figures: dict[str, list[float]] = {key: [] for key in self.METRICS}
+
+    @classmethod
+    def for_model(cls, model: nn.Module, settings: AdversarialParams) -> "AdversarialHook | None":
+        """The hook for `model` if it has a discriminator, else None."""
+        step = AdversarialStep.for_model(model, lr=settings.lr)
+        return None if step is None else cls(step, settings)
+
+    def notes(self, epochs: int) -> list[str]:
+        # A start after the last epoch is allowed (a short profile may cut a run's epochs below it).
+        start = self.settings.start_epoch
+        return [f"adversarial.start_epoch = {start} is after the last epoch ({epochs}): it never starts in this "
+                "run"] if start > epochs else []
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.active = epoch >= self.settings.start_epoch
+        self.figures = {key: [] for key in self.METRICS}
+
+    def on_step(self, loss: Tensor, batch: Batch) -> Tensor:
+        if not self.active:
+            return loss
+        # Steps the discriminator on this batch first, then scores the generator against the updated one.
+        loss = loss + self.settings.weight * self.step(batch.noisy, batch.clean, batch.enhanced)
+        for key, values in self.figures.items():
+            values.append(self.step.stats[key])
+        return loss
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float]:
+        return {key: float(np.mean(values)) for key, values in self.figures.items() if values}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        if "d_loss" not in metrics:
+            return ""
+        return (f"  D {metrics['d_loss']:.3f} (real {metrics['d_real']:.2f}, fake {metrics['d_fake']:.2f})"
+                f"  G-adv {metrics['g_adv']:.3f}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.step.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step.load_state_dict(state)

@@ -17,92 +17,15 @@ speech crop → reverberation (the target: its early-reflection part, or the dry
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from hushkit.config.train import DynamicMixingParams, TrainConfig
+
 PEAK_LIMIT = 0.99
-SETTINGS_KEYS = {"snr_db", "level_dbfs", "second_noise", "eq", "bandlimit", "clipping", "reverb"}
-SNR_DISTRIBUTIONS = ("uniform", "normal")
-REVERB_TARGETS = ("early", "dry")
 _DRAW_STREAM, _PREPARE_STREAM = 1, 2
-
-
-@dataclass(frozen=True)
-class MixingSettings:
-    """`train.common.dynamic_mixing`: the distributions each example is drawn from."""
-
-    snr_distribution: str = "uniform"
-    snr_low: float = -5.0  # uniform: the range; normal: truncated to it
-    snr_high: float = 25.0
-    snr_mean: float = 10.0  # normal only
-    snr_std: float = 8.0
-    level_low: float = -35.0  # mixture RMS, dBFS
-    level_high: float = -15.0
-    second_noise: float = 0.0  # probability of a second noise crop, at -6..0 dB relative to the first
-    eq: float = 0.0  # probability of a random spectral tilt and shelving EQ
-    bandlimit: float = 0.0  # probability of a random low-pass at 3.4-7 kHz
-    clipping: float = 0.0  # probability of clipping the mixture at 25-80 % of its peak
-    reverb: float = 0.0  # probability of convolving the speech with a training RIR
-    reverb_target: str = "early"  # early: the RIR's first early_ms; dry: the speech before the room
-    early_ms: float = 50.0
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any] | None) -> "MixingSettings":
-        section = dict(section or {})
-        unknown = sorted(set(section) - SETTINGS_KEYS)
-        if unknown:
-            raise ValueError(f"train.dynamic_mixing: unknown key(s) {unknown}; known: {sorted(SETTINGS_KEYS)}")
-        snr = _mapping(section, "snr_db", {"distribution", "low", "high", "mean", "std"})
-        level = _mapping(section, "level_dbfs", {"low", "high"})
-        reverb = _mapping(section, "reverb", {"p", "target", "early_ms"})
-        defaults = cls()
-        settings = cls(
-            snr_distribution=str(snr.get("distribution", defaults.snr_distribution)),
-            snr_low=float(snr.get("low", defaults.snr_low)), snr_high=float(snr.get("high", defaults.snr_high)),
-            snr_mean=float(snr.get("mean", defaults.snr_mean)), snr_std=float(snr.get("std", defaults.snr_std)),
-            level_low=float(level.get("low", defaults.level_low)),
-            level_high=float(level.get("high", defaults.level_high)),
-            second_noise=float(section.get("second_noise", 0.0)), eq=float(section.get("eq", 0.0)),
-            bandlimit=float(section.get("bandlimit", 0.0)), clipping=float(section.get("clipping", 0.0)),
-            reverb=float(reverb.get("p", 0.0)), reverb_target=str(reverb.get("target", defaults.reverb_target)),
-            early_ms=float(reverb.get("early_ms", defaults.early_ms)))
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        if self.snr_distribution not in SNR_DISTRIBUTIONS:
-            raise ValueError(f"train.dynamic_mixing.snr_db.distribution must be one of {SNR_DISTRIBUTIONS}, "
-                             f"got {self.snr_distribution!r}")
-        for name, low, high in (("snr_db", self.snr_low, self.snr_high),
-                                ("level_dbfs", self.level_low, self.level_high)):
-            if not low <= high:
-                raise ValueError(f"train.dynamic_mixing.{name}: low {low} must not exceed high {high}")
-        if self.level_high > 0:
-            raise ValueError(f"train.dynamic_mixing.level_dbfs.high must be <= 0 dBFS, got {self.level_high}")
-        if self.snr_std <= 0:
-            raise ValueError(f"train.dynamic_mixing.snr_db.std must be > 0, got {self.snr_std}")
-        for name in ("second_noise", "eq", "bandlimit", "clipping", "reverb"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                key = "reverb.p" if name == "reverb" else name
-                raise ValueError(f"train.dynamic_mixing.{key} is a probability in [0, 1], got {getattr(self, name)}")
-        if self.reverb_target not in REVERB_TARGETS:
-            raise ValueError(f"train.dynamic_mixing.reverb.target must be one of {REVERB_TARGETS}, "
-                             f"got {self.reverb_target!r}")
-        if self.early_ms <= 0:
-            raise ValueError(f"train.dynamic_mixing.reverb.early_ms must be > 0, got {self.early_ms}")
-
-
-def _mapping(section: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
-    value = section.get(key) or {}
-    if not isinstance(value, dict):
-        raise ValueError(f"train.dynamic_mixing.{key} must be a mapping with keys {sorted(known)}, got {value!r}")
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"train.dynamic_mixing.{key}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return value
 
 
 @dataclass
@@ -165,16 +88,16 @@ class DynamicMixer:
     """Training examples mixed on the fly; `batch(step, batch_size, segment)` → (noisy, target), (B, segment) each,
     on `device`. `part` picks a slice of the batch (the same draws, only those examples made)."""
 
-    def __init__(self, speech: Pool, noise: Pool, rirs: np.ndarray | None, settings: MixingSettings,
+    def __init__(self, speech: Pool, noise: Pool, rirs: np.ndarray | None, settings: DynamicMixingParams,
                  sample_rate: int, seed: int, device: torch.device):
         self.speech, self.noise, self.settings = speech, noise, settings
         self.sample_rate, self.seed, self.device = int(sample_rate), int(seed), device
-        if settings.reverb > 0 and (rirs is None or len(rirs) == 0):
+        if settings.reverb.p > 0 and (rirs is None or len(rirs) == 0):
             raise ValueError("train.dynamic_mixing.reverb.p > 0 needs training RIRs (the rirs stage's train split)")
         self.rirs = None
-        if rirs is not None and len(rirs) and settings.reverb > 0:
+        if rirs is not None and len(rirs) and settings.reverb.p > 0:
             self.rirs = torch.from_numpy(np.ascontiguousarray(rirs, dtype=np.float32)).to(device)
-            early = int(round(settings.early_ms / 1000.0 * sample_rate))
+            early = int(round(settings.reverb.early_ms / 1000.0 * sample_rate))
             self.early = self.rirs.clone()
             self.early[:, early:] = 0.0
         # SNR over active frames: 25 ms frames every 10 ms, frames within 35 dB of the loudest count (as the mix
@@ -185,6 +108,7 @@ class DynamicMixer:
     def draw(self, step: int, batch_size: int, segment: int, stream: int = _DRAW_STREAM) -> Draws:
         """The batch's random numbers, from (seed, stream, step) alone."""
         s, n = self.settings, batch_size
+        snr, level = s.snr_db, s.level_dbfs
         rng = np.random.default_rng([self.seed, stream, int(step)])
         speech_row = rng.integers(0, len(self.speech), n)
         room = np.maximum(self.speech.lengths[speech_row] - segment, 0)
@@ -192,16 +116,16 @@ class DynamicMixer:
         noise_row, second_row = rng.integers(0, len(self.noise), n), rng.integers(0, len(self.noise), n)
         noise_start = (rng.random(n) * self.noise.lengths[noise_row]).astype(np.int64)
         second_start = (rng.random(n) * self.noise.lengths[second_row]).astype(np.int64)
-        if s.snr_distribution == "uniform":
-            snr = rng.uniform(s.snr_low, s.snr_high, n)
+        if snr.distribution == "uniform":
+            snr_db = rng.uniform(snr.low, snr.high, n)
         else:
-            snr = np.clip(rng.normal(s.snr_mean, s.snr_std, n), s.snr_low, s.snr_high)
+            snr_db = np.clip(rng.normal(snr.mean, snr.std, n), snr.low, snr.high)
         n_rirs = len(self.rirs) if self.rirs is not None else 1
         return Draws(
             speech_row=speech_row, speech_start=speech_start, noise_row=noise_row, noise_start=noise_start,
             second_row=second_row, second_start=second_start, second_on=rng.random(n) < s.second_noise,
-            second_db=rng.uniform(-6.0, 0.0, n), snr_db=snr, level_db=rng.uniform(s.level_low, s.level_high, n),
-            rir_row=rng.integers(0, n_rirs, n), reverb_on=rng.random(n) < s.reverb,
+            second_db=rng.uniform(-6.0, 0.0, n), snr_db=snr_db, level_db=rng.uniform(level.low, level.high, n),
+            rir_row=rng.integers(0, n_rirs, n), reverb_on=rng.random(n) < s.reverb.p,
             eq_on=rng.random(n) < s.eq, eq_tilt=rng.uniform(-3.0, 3.0, n), eq_low=rng.uniform(-8.0, 8.0, n),
             eq_low_hz=np.exp(rng.uniform(np.log(80.0), np.log(400.0), n)), eq_high=rng.uniform(-8.0, 8.0, n),
             eq_high_hz=np.exp(rng.uniform(np.log(2000.0), np.log(6000.0), n)),
@@ -260,7 +184,7 @@ class DynamicMixer:
         spectrum = torch.fft.rfft(long[on], n=size)
         wet = torch.fft.irfft(spectrum * torch.fft.rfft(self.rirs[rows], n=size), n=size)[:, context:context + segment]
         speech = dry.index_copy(0, on, wet)
-        if self.settings.reverb_target == "dry":
+        if self.settings.reverb.target == "dry":
             return speech, dry
         early = torch.fft.irfft(spectrum * torch.fft.rfft(self.early[rows], n=size), n=size)
         return speech, dry.index_copy(0, on, early[:, context:context + segment])
@@ -318,12 +242,9 @@ def _fft_size(n: int) -> int:
     return 1 << (int(n) - 1).bit_length()
 
 
-MIXING_MODES = ("dynamic", "fixed")
-
-
-def training_source(settings: dict[str, Any], features, rirs, sample_rate: int, seed: int, device: torch.device):
-    """The TrainingSource `train.common.mixing` (per architecture) asks for: `dynamic` (fresh mixtures from the
-    features stage's pools and the rirs stage's training RIRs) or `fixed` (the mix stage's training pairs)."""
+def training_source(config: TrainConfig, features, rirs, sample_rate: int, device: torch.device):
+    """The TrainingSource `config.mixing` asks for: `dynamic` (fresh mixtures from the features stage's pools and
+    the rirs stage's training RIRs, drawn from `config.seed`) or `fixed` (the mix stage's training pairs)."""
     from pathlib import Path
 
     from hushkit.io import read_table
@@ -331,12 +252,9 @@ def training_source(settings: dict[str, Any], features, rirs, sample_rate: int, 
     from hushkit.training.data import PackedSplit
 
     features = Path(features)
-    mode = settings.get("mixing", "fixed")
-    if mode == "fixed":
+    if config.mixing == "fixed":
         return PackedSplit.load(features / "train")
-    if mode != "dynamic":
-        raise ValueError(f"train: mixing must be one of {MIXING_MODES}, got {mode!r}")
-    mixing = MixingSettings.from_params(settings.get("dynamic_mixing"))
+    mixing = config.dynamic_mixing
     pools = features / "pools"
     if not (pools / "speech.npy").is_file() or not (pools / "noise.npy").is_file():
         raise ValueError(f"{pools}: no speech and noise pools to mix from (a paired corpus alone has none); "
@@ -344,8 +262,8 @@ def training_source(settings: dict[str, Any], features, rirs, sample_rate: int, 
     speech, noise = (Pool(np.load(pools / f"{kind}.npy", mmap_mode="r"), read_table(pools / f"{kind}.csv"), device)
                      for kind in ("speech", "noise"))
     bank = None
-    if mixing.reverb > 0:
+    if mixing.reverb.p > 0:
         if rirs is None:
             raise ValueError("train: dynamic_mixing.reverb.p > 0 needs the rirs stage's bank (--rirs data/rirs)")
         bank = RirBank.load(rirs).split("train")
-    return DynamicMixer(speech, noise, bank, mixing, sample_rate, seed, device)
+    return DynamicMixer(speech, noise, bank, mixing, sample_rate, config.seed, device)

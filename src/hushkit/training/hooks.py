@@ -1,0 +1,97 @@
+"""Training hooks: the optional pieces of training (weight averaging, the adversarial discriminator step, mixed
+precision) that plug into the Trainer's one path instead of branching it.
+
+Every optimizer step the Trainer runs, in this order (each method's default does nothing):
+
+    forward_context()              around the model's forward pass (autocast)
+    on_step(loss, batch)           → the loss to minimise; a hook may add a term (the adversarial one)
+    backward(loss, optimizer)      the first hook that returns True ran the backward pass (loss scaling) and left
+                                   true gradients; otherwise loss.backward()
+    step_optimizer(optimizer)      the first that returns True stepped the optimizer; otherwise optimizer.step()
+    after_step(model)              after the LR schedule's step (an exponential moving average)
+
+and every epoch `on_epoch_start(epoch)`, then `on_epoch_end(epoch, model)`, whose figures join the epoch's metrics
+(`describe` adds them to the epoch's line). `lr_scheduler` takes over the LR schedule while set (SWA's SWALR);
+`averaged_model()` is validated and kept instead of the trained weights when set. `notes(epochs)` are said once
+before training. A hook's `state_dict()` is saved under its `key` in the resumable state and restored by
+`load_state_dict` before the optimizer's own state (which then restores the LR exactly).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager, NamedTuple
+
+import torch
+
+from hushkit.config import TrainConfig
+
+
+class Batch(NamedTuple):
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    enhanced: torch.Tensor  # the model's output, float32
+
+
+class TrainingHook:
+    key: str = ""  # its name in Trainer.hooks and in the resumable state
+
+    def notes(self, epochs: int) -> list[str]:
+        return []
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def forward_context(self) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def on_step(self, loss: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return loss
+
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
+        return False
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> bool:
+        return False
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        pass
+
+    @property
+    def lr_scheduler(self) -> Any:
+        return None
+
+    def on_epoch_end(self, epoch: int, model: torch.nn.Module) -> dict[str, float]:
+        return {}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return ""
+
+    def averaged_model(self) -> torch.nn.Module | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def training_hooks(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                   device: torch.device) -> dict[str, TrainingHook]:
+    """The hooks `config` turns on for `model`, by key: mixed precision (`mixed_precision`), the exponential moving
+    average (`ema_decay`), stochastic weight averaging (`swa.start_epoch`), and the adversarial step for a model
+    with a discriminator (`adversarial.weight`)."""
+    from hushkit.training.adversarial import AdversarialHook
+    from hushkit.training.averaging import ExponentialAverage, StochasticWeightAverage
+    from hushkit.training.precision import precision_hooks
+
+    hooks: list[TrainingHook] = [*precision_hooks(config.mixed_precision, device)]
+    if config.ema_decay > 0:
+        hooks.append(ExponentialAverage(model, config.ema_decay))
+    if config.swa.start_epoch:
+        hooks.append(StochasticWeightAverage(model, optimizer, config.swa, config.steps_per_epoch))
+    # Built last, with the model on its device: the discriminator's initial weights draw from torch's generator.
+    adversarial = AdversarialHook.for_model(model, config.adversarial) if config.adversarial.weight > 0 else None
+    if adversarial is not None:
+        hooks.append(adversarial)
+    return {hook.key: hook for hook in hooks}
