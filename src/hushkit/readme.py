@@ -34,6 +34,11 @@ def results_block(leaderboard: str | os.PathLike) -> str:
     if not lines or not lines[0].startswith("# ") or not any(line.startswith("| system |") for line in lines):
         raise ReadmeError(f"{path}: not a hushkit leaderboard (expected a '# ' title and a '| system |' table)")
     body = ["#" + line if line.startswith("#") else line for line in lines[1:]]
+    # The README keeps the main table and the first per-condition table (the ranking metric's); the page stays
+    # short and the leaderboard holds the rest.
+    sections = [i for i, line in enumerate(body) if line.startswith("### By test condition")]
+    if len(sections) > 1:
+        body = body[: sections[1]] + [f"The other metrics by test condition: `{LEADERBOARD}`."]
     return "\n".join(body).strip() + "\n"
 
 
