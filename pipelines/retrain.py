@@ -1,6 +1,6 @@
 """The `retrain` flow: the DVC pipeline, stage group by stage group, as Prefect tasks.
 
-    download → features (mix, features) → train@<arch> (one task each) → baselines + evaluate@<arch>
+    download → data (every other stage upstream of training: mix, rirs, features, ...) → train@<arch> (one task each) → baselines + evaluate@<arch>
     → export@<arch> → the rest (`dvc repro`: summary) → promotion (`hushkit promote`) → artifact `leaderboard`
 
 dvc.yaml stays the one definition of the stages: every task runs `dvc repro <stages>`, so DVC decides what is out
@@ -17,9 +17,9 @@ the registry's promotion gate compares test sets, so a profile's model on other 
 Training concurrency: DVC holds a lock on the whole repo while `dvc repro` runs, so two stages never run at once in
 one workspace. `max_concurrent_training` 1 (the default; what a 2-core CPU wants) trains one architecture after
 the other in the workspace. N > 1 trains up to N at once, each in its own lane: a throw-away copy of the
-workspace that shares its DVC cache and links the features, where `dvc repro --single-item train@<arch>` runs;
+workspace that shares its DVC cache and links the data stages' outputs, where `dvc repro --single-item train@<arch>` runs;
 the workspace then restores that stage from DVC's run cache (same command, deps and params: nothing is trained
-twice) and the lane is deleted. On a GPU host small models share the GPU well (see README: GPU check).
+twice) and the lane is deleted. On a GPU host small models share the GPU well (docs/orchestration.md).
 
 Run it:  python -m pipelines.retrain [--profile tiny] [-S key=value ...] [--arch crced ...] [--no-promote] [-j N]
 """
@@ -68,6 +68,7 @@ TAIL_LINES = 30  # lines of a failed stage's stderr in the error
 # Top-level paths a work copy never takes when the repo is not a git checkout (otherwise .gitignore decides).
 NOT_COPIED = {".git", ".venv", "data", "mlruns", "mlartifacts", "mlflow.db", ".hushkit", "__pycache__",
               ".pytest_cache"}
+MODEL_STAGES = ("train@", "baseline@", "evaluate@", "export@")  # per system; the others are data stages
 PROMOTE_EXIT_CODES = {0: "promoted", 1: "refused"}  # anything else: "error" (2: could not act)
 # dvc's hints after every repro, noise in a flow's log.
 DVC_HINTS = re.compile(r"^\s*(To track the changes with git|git add |To enable auto staging|dvc config core.autostage|"
@@ -295,7 +296,7 @@ def prepare_work_copy(repo: Path, params: dict[str, Any], workdir: Path, env: di
 def make_lane(workdir: Path, lane: Path, cache: Path) -> None:
     copy_worktree(workdir, lane)
     shutil.copy2(workdir / "params.yaml", lane / "params.yaml")
-    # Symlinks to the cache: the lane reads the features and writes only its own stage's outputs.
+    # Symlinks to the cache: the lane reads the data stages' outputs and writes only its own stage's outputs.
     init_workspace(lane, cache, link_type="symlink,copy")
 
 
@@ -320,22 +321,36 @@ def repro_stages(label: str, workdir: str, extra_env: dict[str, str], targets: l
 
 
 @task(name="train", task_run_name="train@{arch}", cache_policy=NO_CACHE)
-def train_stage(arch: str, workdir: str, extra_env: dict[str, str], timeout_s: float, lane: str | None = None) -> str:
-    """`dvc repro train@<arch>` in the workspace, or in a lane that the workspace then restores it from."""
+def train_stage(arch: str, workdir: str, extra_env: dict[str, str], timeout_s: float, lane: str | None = None,
+                inputs: tuple[str, ...] = ()) -> str:
+    """`dvc repro train@<arch>` in the workspace, or in a lane (with the `inputs` stages' outputs checked out there)
+    that the workspace then restores it from."""
     log, env, stage = _log(), command_env(extra_env), f"train@{arch}"
     if lane is None:
         run_dvc(["repro", stage], workdir, env, timeout=timeout_s, log=log, what=stage)
         return "trained in the workspace"
     shutil.copy2(Path(workdir) / "dvc.lock", Path(lane) / "dvc.lock")  # the data stages as the workspace has them
-    run_dvc(["checkout", "features"], lane, env, log=log, what=f"{stage} (lane checkout of the features)")
+    run_dvc(["checkout", *inputs], lane, env, log=log, what=f"{stage} (lane checkout of {', '.join(inputs)})")
     run_dvc(["repro", "--single-item", stage], lane, env, timeout=timeout_s, log=log, what=stage)
     restored = run_dvc(["--wait-for-lock", "repro", "--single-item", stage], workdir, env, log=log,
                        what=f"{stage} (restore from the run cache)")
+    _bring_back_untracked(Path(lane), Path(workdir))
     if f"Running stage '{stage}'" in restored:
         get_run_logger().warning(f"{stage}: the workspace did not find the lane's run in DVC's run cache and "
                                  "trained again")
         return "trained in a lane, then again in the workspace"
     return "trained in a lane, restored in the workspace"
+
+
+def _bring_back_untracked(lane: Path, workdir: Path) -> None:
+    """Files a stage writes beside its DVC outputs on purpose (its timings) are not in the run cache the workspace
+    restores from: copy them from the lane. DVC's outputs there are links to the cache; what is a regular file
+    under the lane's data/ and missing in the workspace is such a file."""
+    for path in sorted((lane / "data").rglob("*")):
+        target = workdir / path.relative_to(lane)
+        if path.is_file() and not path.is_symlink() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 @task(name="promote", cache_policy=NO_CACHE)
@@ -421,12 +436,14 @@ def retrain(
                 retry_delay_seconds=exponential_backoff(backoff_factor=download_backoff_seconds),
             )(str(work), extra_env)
             result["stages"]["download"] = "done"
-        if "features" in stages:
-            repro_stages("features", str(work), extra_env, ["features"])
-            result["stages"]["features"] = "done"
+        # Every stage upstream of training (features, the RIR bank, ...): built once here, checked out in the lanes
+        data = tuple(s for s in stages if not s.startswith(MODEL_STAGES) and s not in ("download", "summary"))
+        if data:
+            repro_stages("data", str(work), extra_env, list(data))
+            result["stages"].update(dict.fromkeys(data, "done"))
 
         result["stages"].update(_train_all(archs, work, extra_env, max_concurrent_training,
-                                           train_timeout_minutes * 60))
+                                           train_timeout_minutes * 60, data))
 
         scoring = [s for s in stages if s.startswith(("baseline@", "evaluate@"))]
         if scoring:
@@ -454,7 +471,7 @@ def retrain(
 
 
 def _train_all(archs: list[str], work: Path, extra_env: dict[str, str], concurrency: int,
-               timeout_s: float) -> dict[str, str]:
+               timeout_s: float, inputs: tuple[str, ...]) -> dict[str, str]:
     """One task per architecture, at most `concurrency` at once; raises after all of them ran if any failed."""
     outcome: dict[str, str] = {}
     failures: dict[str, str] = {}
@@ -477,7 +494,7 @@ def _train_all(archs: list[str], work: Path, extra_env: dict[str, str], concurre
         while pending or running:
             while pending and lanes:
                 arch, lane = pending.pop(0), lanes.pop(0)
-                running[train_stage.submit(arch, str(work), extra_env, timeout_s, lane)] = (arch, lane)
+                running[train_stage.submit(arch, str(work), extra_env, timeout_s, lane, inputs)] = (arch, lane)
             done = next(iter(as_completed(list(running))))
             arch, lane = running.pop(done)
             lanes.append(lane)
