@@ -1,4 +1,5 @@
-"""The retrain flow (pipelines/retrain.py) and its deployments (pipelines/deploy.py).
+"""The retrain flow (pipelines/retrain.py; its dvc calls, params and work copies in pipelines/dvc_runner.py,
+overrides.py and workspace.py) and its deployments (pipelines/deploy.py).
 
 The unit tests drive dvc on a toy repo (tests/pipelines/toy.py: the pipeline's stage names, a second each). The e2e
 ones run the real flow: on the real pipeline in Prefect's ephemeral mode (tiny profile), and through a real
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from pipelines import retrain as flow_module
+from pipelines import dvc_runner, overrides, retrain as flow_module
 from pipelines.deploy import DEFAULT_SCHEDULE, build_deployments, schedule_settings
 from tests.pipelines.conftest import (ROOT, copy_repo, flow_artifacts, flow_result, isolated_env,
                                      make_toy_repo)
@@ -35,7 +36,7 @@ def run(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subproces
 
 def test_overrides_follow_dvc_exp_run_set_semantics():
     params = {"train": {"architectures": ["crced"], "common": {"lr": 0.004}, "models": {"crced": {}}}}
-    out = flow_module.apply_overrides(params, [
+    out = overrides.apply_overrides(params, [
         "train.common.lr=1e-3", "train.architectures=[crced, crnn]", "++train.models.crced.lr=0.002",
         "+train.common.new=yes", "~train.models.crced.lr"])
     assert out["train"]["common"] == {"lr": 0.001, "new": True}
@@ -46,29 +47,29 @@ def test_overrides_follow_dvc_exp_run_set_semantics():
                        ("train.common.lr", "key=value"), ("~train.nope", "no key"),
                        ("train.architectures.x=1", "not a mapping")]:
         with pytest.raises(ValueError, match=words):
-            flow_module.apply_overrides(params, [bad])
+            overrides.apply_overrides(params, [bad])
 
 
 def test_profile_then_overrides_then_architectures(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    params = flow_module.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
+    params = overrides.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
     tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     assert params["mix"]["test_snr_db"] == tiny["mix"]["test_snr_db"]
     assert params["train"]["common"]["epochs"] == 2 and params["train"]["architectures"] == ["crnn", "crced"]
     with pytest.raises(FileNotFoundError, match="tiny"):
-        flow_module.effective_params(repo, "nope")
+        overrides.effective_params(repo, "nope")
     with pytest.raises(ValueError, match="not registered"):
-        flow_module.effective_params(repo, architectures=["wavenet"])
+        overrides.effective_params(repo, architectures=["wavenet"])
 
 
 # --- dvc: failures and time limits --------------------------------------------------------------------------------
 
 def test_a_failed_stage_is_named_with_the_end_of_its_stderr(tmp_path):
     repo = make_toy_repo(tmp_path / "toy", fail_train=["b"])
-    env = flow_module.command_env()
-    flow_module.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
-    with pytest.raises(flow_module.StageFailed) as failure:
-        flow_module.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
+    env = dvc_runner.command_env()
+    dvc_runner.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
+    with pytest.raises(dvc_runner.StageFailed) as failure:
+        dvc_runner.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
     message = str(failure.value)
     assert message.startswith("stage train@b failed")
     assert "train: b diverged at epoch 1: loss nan" in message
@@ -78,8 +79,8 @@ def test_a_stage_past_its_time_limit_is_stopped_with_its_children(tmp_path):
     repo = make_toy_repo(tmp_path / "toy")
     (repo / "dvc.yaml").write_text("stages:\n  slow:\n    cmd: sleep 300 && touch done\n    outs: [done]\n")
     started = time.monotonic()
-    with pytest.raises(flow_module.StageTimeout, match="slow: still running after 2 s"):
-        flow_module.run_dvc(["repro", "slow"], repo, flow_module.command_env(), timeout=2, log=lambda line: None,
+    with pytest.raises(dvc_runner.StageTimeout, match="slow: still running after 2 s"):
+        dvc_runner.run_dvc(["repro", "slow"], repo, dvc_runner.command_env(), timeout=2, log=lambda line: None,
                             what="slow")
     assert time.monotonic() - started < 30
     # `sleep 300` ran in dvc's process group, which was stopped as a whole.
