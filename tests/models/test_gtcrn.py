@@ -71,7 +71,6 @@ def test_erb_matrices_average_bins_and_interpolate_bands():
         erb_matrices(257, 1, 256, 16000)
 
 
-
 def test_banded_gradient_adds_in_a_fixed_order():
     """The ERB gather's backward must not add with atomics (advanced indexing's CPU backward does: the order of the
     adds, hence the rounding of the weights, then follows thread timing and a busy machine changes them)."""
