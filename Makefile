@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
-BIN := $(CURDIR)/$(VENV)/bin
+# VENV may be absolute (the Dockerfile's /opt/venv)
+BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # Telemetry off everywhere (no network here, and nothing to report).
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -16,7 +17,7 @@ export PATH := $(BIN):$(PATH)
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	test -x $(BIN)/python || python3 -m venv $(VENV)
 	# torch first, pinned: the local CPU wheel satisfies it; anything else pulls GBs of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS) 2>&1 | { grep -v '^WARNING: Location' || true; }
 	$(BIN)/pip install --quiet -e '.[pipeline,orchestration,baselines,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
