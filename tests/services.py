@@ -1,7 +1,7 @@
 """Real servers for the tests, each on 127.0.0.1 and a free port, started here and stopped on leaving the block:
-`mlflow server` over a backend store, a throw-away PostgreSQL cluster (Debian's `postgresql`) and sshd with a
-throw-away key (Debian's `openssh-server`). A component that is not installed skips its tests with a clear reason,
-and fails them under CI (`make test` installs both packages; see the Makefile's `services` target)."""
+`mlflow server` over a backend store, `prefect server`, a throw-away PostgreSQL cluster (Debian's `postgresql`) and
+sshd with a throw-away key (Debian's `openssh-server`). A component that is not installed skips its tests with a
+clear reason, and fails them under CI (`make test` installs both packages; see the Makefile's `services` target)."""
 from __future__ import annotations
 
 import contextlib
@@ -77,13 +77,15 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_store_uri: str, root: Path, timeout: float = 180) -> Iterator[str]:
+def mlflow_server(backend_store_uri: str, root: Path, timeout: float = 480) -> Iterator[str]:
     """`mlflow server` on `backend_store_uri` with proxied artifact storage in root/artifacts (clients upload and
     download through the server: they need no access to its disk); yields its URL."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # no job runner (it serves GenAI evaluation jobs, which hushkit does not use): six fewer processes to start
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     log = root / "server.log"
     process = subprocess.Popen(
         [Path(sys.executable).parent / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
@@ -93,6 +95,30 @@ def mlflow_server(backend_store_uri: str, root: Path, timeout: float = 180) -> I
     try:
         try:
             _wait(lambda: _answers(f"{url}/health"), process, "mlflow server", log, timeout)
+        except RuntimeError as err:
+            pytest.fail(str(err))
+        yield url
+    finally:
+        _stop_group(process)
+
+
+# --- prefect server ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def prefect_server(home: Path, timeout: float = 480) -> Iterator[str]:
+    """`prefect server start` on 127.0.0.1 with its database in `home` (PREFECT_HOME); yields its API URL. One server
+    for many CLI calls: Prefect's ephemeral mode would start one per call."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+    log = home / "server.log"
+    process = subprocess.Popen([Path(sys.executable).parent / "prefect", "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port)], cwd=home, env=env, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        try:
+            _wait(lambda: _answers(f"{url}/health"), process, "prefect server", log, timeout)
         except RuntimeError as err:
             pytest.fail(str(err))
         yield url

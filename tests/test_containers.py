@@ -84,10 +84,9 @@ def test_prefect_yaml_deploys_the_gpu_and_cpu_deployments(prefect_api, tmp_path)
     run([prefect, "--no-prompt", "deploy", "--all"], ROOT, env, timeout=300)
 
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_API_URL", prefect_api)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):   # this server, not an ephemeral one
         with get_client(sync_client=True) as client:
             gpu = client.read_deployment_by_name("retrain/retrain-gpu")
             cpu = client.read_deployment_by_name("retrain/retrain-cpu")
