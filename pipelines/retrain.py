@@ -1,6 +1,7 @@
 """The `retrain` flow: the DVC pipeline, stage group by stage group, as Prefect tasks.
 
-    download → features (mix, features) → train@<arch> (one task each) → baselines + evaluate@<arch>
+    download → data (the other stages upstream of training: mix, rirs, features, ...) → train@<arch> (one task
+    each) → baselines + evaluate@<arch>
     → export@<arch> → the rest (`dvc repro`: summary) → promotion (`hushkit promote`) → artifact `leaderboard`
 
 dvc.yaml stays the one definition of the stages: every task runs `dvc repro <stages>`, so DVC decides what is out
@@ -17,9 +18,9 @@ the registry's promotion gate compares test sets, so a profile's model on other 
 Training concurrency: DVC holds a lock on the whole repo while `dvc repro` runs, so two stages never run at once in
 one workspace. `max_concurrent_training` 1 (the default; what a 2-core CPU wants) trains one architecture after
 the other in the workspace. N > 1 trains up to N at once, each in its own lane: a throw-away copy of the
-workspace that shares its DVC cache and links the features, where `dvc repro --single-item train@<arch>` runs;
+workspace that shares its DVC cache and links the data stages' outputs, where `dvc repro --single-item train@<arch>` runs;
 the workspace then restores that stage from DVC's run cache (same command, deps and params: nothing is trained
-twice) and the lane is deleted. On a GPU host small models share the GPU well (see README: GPU check).
+twice) and the lane is deleted. On a GPU host small models share the GPU well (docs/orchestration.md).
 
 Run it:  python -m pipelines.retrain [--profile tiny] [-S key=value ...] [--arch crced ...] [--no-promote] [-j N]
 """
@@ -29,7 +30,7 @@ import os
 
 # Telemetry off (importing hushkit sets it) and time for the ephemeral server to start, before Prefect is imported
 # (it reads its settings then; its ephemeral server inherits this process's environment).
-from hushkit import TELEMETRY_OFF  # noqa: E402
+import hushkit  # noqa: F401
 # Prefect waits 20 s for its ephemeral server by default; the first start (database set-up) on a busy 2-core machine
 # takes longer. A server that cannot start is still reported, at the end of this wait.
 EPHEMERAL_STARTUP = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
@@ -39,18 +40,13 @@ for _name, _value in EPHEMERAL_STARTUP.items():
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
-from collections import deque  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-import yaml  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -58,245 +54,24 @@ from prefect.futures import as_completed  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from hushkit.params import deep_merge, load_params, profile_path  # noqa: E402
+from hushkit.params import load_params  # noqa: E402
 from hushkit.tracking import tracking_uri  # noqa: E402
+
+if __package__ != "pipelines":  # loaded by path (a deployment's entrypoint), perhaps from outside the repo root:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # the repo root, where `pipelines.*` below lives
+from pipelines.dvc_runner import (  # noqa: E402
+    TAIL_LINES, StageFailed, command_env, dvc_cache_dir, run_dvc, stage_list, tool)
+from pipelines.overrides import effective_params  # noqa: E402
+from pipelines.workspace import make_lane, prepare_work_copy  # noqa: E402
 
 ARTIFACT_KEY = "leaderboard"
 LEADERBOARD = Path("data") / "summary" / "leaderboard.md"
 SUMMARY = Path("data") / "summary" / "summary.json"
-TAIL_LINES = 30  # lines of a failed stage's stderr in the error
-# Top-level paths a work copy never takes when the repo is not a git checkout (otherwise .gitignore decides).
-NOT_COPIED = {".git", ".venv", "data", "mlruns", "mlartifacts", "mlflow.db", ".hushkit", "__pycache__",
-              ".pytest_cache"}
+MODEL_STAGES = ("train@", "baseline@", "evaluate@", "export@")  # per system; the others are data stages
 PROMOTE_EXIT_CODES = {0: "promoted", 1: "refused"}  # anything else: "error" (2: could not act)
-# dvc's hints after every repro, noise in a flow's log.
-DVC_HINTS = re.compile(r"^\s*(To track the changes with git|git add |To enable auto staging|dvc config core.autostage|"
-                       r"Use `dvc push`)")
 EXPERIMENT_SNIPPET = "import json, sys; from hushkit import tracking; tracking.setup(json.loads(sys.argv[1]))"
 PARENT_SNIPPET = ("from hushkit import tracking; from hushkit.params import load_params; p = load_params(); "
                   "print(tracking.parent_run_id(tracking.setup(p.get('mlflow', {})), p))")
-
-
-class StageFailed(RuntimeError):
-    """A DVC stage (or the dvc command running it) failed; the message names it and ends with its stderr."""
-
-
-class StageTimeout(StageFailed):
-    """A stage ran past its time limit and was stopped."""
-
-
-# --- running dvc ------------------------------------------------------------------------------------------------
-
-def tool(name: str) -> str:
-    """The executable `name` of this interpreter's environment (the venv's dvc/hushkit), else the one on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name!r} is neither beside {sys.executable} nor on PATH")
-    return found
-
-
-def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment for dvc and the stage commands: telemetry off, this interpreter's bin/ first on
-    PATH (stage commands say `python`), plus `extra`."""
-    env = {**os.environ, **TELEMETRY_OFF}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra or {})
-    return env
-
-
-def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM to the whole process group (dvc and the stage command it started), SIGKILL after `grace` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def run_dvc(args: list[str], cwd: str | Path, env: dict[str, str] | None = None, *, timeout: float | None = None,
-            log: Callable[[str], None] = print, what: str | None = None) -> str:
-    """`dvc <args>` in `cwd`, its output streamed line by line to `log`; returns its stdout.
-
-    Raises StageFailed naming the failed stage (DVC's `failed to reproduce '<stage>'`, else `what`) with the last
-    lines of stderr; past `timeout` seconds stops dvc and its stage command (their own process group) and raises
-    StageTimeout."""
-    env = command_env() if env is None else env
-    what = what or " ".join(args)
-    proc = subprocess.Popen([tool("dvc"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, errors="replace", bufsize=1, start_new_session=True)
-    stdout: list[str] = []
-    stderr: deque[str] = deque(maxlen=TAIL_LINES)
-    failed_stage: list[str] = []
-
-    def pump(stream, keep) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            keep.append(line)
-            match = re.search(r"failed to reproduce '([^']+)'", line)
-            if match:
-                failed_stage.append(match.group(1))
-            if line.strip() and not DVC_HINTS.match(line):
-                log(line)
-
-    pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout), daemon=True),
-             threading.Thread(target=pump, args=(proc.stderr, stderr), daemon=True)]
-    for thread in pumps:
-        thread.start()
-    try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-        code = None
-    except BaseException:  # interrupted (Ctrl-C, flow cancelled): take the stage down with us
-        _stop(proc)
-        raise
-    for thread in pumps:
-        thread.join(timeout=10)
-    tail = "\n".join(stderr) or "\n".join(stdout[-TAIL_LINES:])
-    if code is None:
-        raise StageTimeout(f"{what}: still running after {timeout:.0f} s: stopped (dvc and the stage command); "
-                           f"last output:\n{tail}")
-    if code != 0:
-        stage = f"stage {failed_stage[-1]}" if failed_stage else what
-        raise StageFailed(f"{stage} failed (`dvc {' '.join(args)}` in {cwd} exited with {code}); "
-                          f"last lines of stderr:\n{tail}")
-    return "\n".join(stdout)
-
-
-def stage_list(cwd: str | Path, env: dict[str, str]) -> list[str]:
-    """Every stage of the pipeline as DVC expands it (foreach items included), in dvc.yaml's order."""
-    return [line.strip() for line in run_dvc(["stage", "list", "--name-only"], cwd, env, log=lambda line: None,
-                                             what="dvc stage list").splitlines() if line.strip()]
-
-
-# --- params: profile and overrides ------------------------------------------------------------------------------
-
-_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _value(raw: str) -> Any:
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    # YAML 1.1 reads 1e-3 as a string; `dvc exp run -S` (Hydra) reads it as a number.
-    return float(raw) if isinstance(value, str) and _EXPONENT.fullmatch(raw.strip()) else value
-
-
-def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of `params` with `dvc exp run -S`-style overrides: `key=value` changes an existing key, `+key=value`
-    adds a new one, `++key=value` sets it either way, `~key` removes it. Keys are dotted, values YAML."""
-    params = deep_merge(params, {})
-    for item in overrides:
-        item = item.strip()
-        if item.startswith("~"):
-            *path, last = item[1:].split(".")
-            node = _walk(params, path, item, create=False)
-            if last not in node:
-                raise ValueError(f"override {item!r}: no key {item[1:]!r} to remove")
-            del node[last]
-            continue
-        key, sep, raw = item.partition("=")
-        if not sep or not key.lstrip("+"):
-            raise ValueError(f"override {item!r}: expected key=value (or +key=value, ++key=value, ~key)")
-        mode = "force" if key.startswith("++") else "add" if key.startswith("+") else "set"
-        *path, last = key.lstrip("+").split(".")
-        node = _walk(params, path, item, create=mode != "set")
-        if mode == "set" and last not in node:
-            raise ValueError(f"override {item!r}: params have no key {key!r} (prefix it with ++ to add it)")
-        if mode == "add" and last in node:
-            raise ValueError(f"override {item!r}: key {key.lstrip('+')!r} exists (use ++ to override it)")
-        node[last] = _value(raw)
-    return params
-
-
-def _walk(params: dict[str, Any], path: list[str], item: str, create: bool) -> dict[str, Any]:
-    node = params
-    for part in path:
-        if part not in node and create:
-            node[part] = {}
-        if not isinstance(node.get(part), dict):
-            raise ValueError(f"override {item!r}: {part!r} is not a mapping in params")
-        node = node[part]
-    return node
-
-
-def effective_params(repo: Path, profile: str | None = None, overrides: list[str] | None = None,
-                     architectures: list[str] | None = None) -> dict[str, Any]:
-    """params.yaml of `repo` with the profile overlaid, then the overrides, then the architecture list."""
-    params = load_params(repo / "params.yaml")
-    if profile:
-        params = deep_merge(params, yaml.safe_load(profile_path(profile, repo / "profiles").read_text()) or {})
-    params = apply_overrides(params, list(overrides or []))
-    if architectures:
-        from hushkit.models import available_models
-
-        unknown = sorted(set(architectures) - set(available_models()))
-        if unknown:
-            raise ValueError(f"architectures {unknown} are not registered models: {available_models()}")
-        params.setdefault("train", {})["architectures"] = list(architectures)
-    return params
-
-
-# --- workspaces: the work copy and training lanes ---------------------------------------------------------------
-
-def copy_worktree(source: Path, target: Path) -> None:
-    """The files of `source` that git would see (tracked and new, not ignored) copied to `target`; every file but
-    the ignored top-level ones when `source` is not a git checkout."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=source,
-                            capture_output=True, text=True)
-    if listed.returncode == 0:
-        names = [name for name in listed.stdout.split("\0") if name]
-    else:
-        names = [str(p.relative_to(source)) for p in source.rglob("*")
-                 if p.is_file() and not NOT_COPIED & set(p.relative_to(source).parts)
-                 and p.relative_to(source).parts[:2] not in ((".dvc", "cache"), (".dvc", "tmp"))]
-    for name in names:
-        src = source / name
-        if src.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target / name)
-
-
-def dvc_cache_dir(repo: Path, env: dict[str, str]) -> Path:
-    return Path(run_dvc(["cache", "dir"], repo, env, log=lambda line: None, what="dvc cache dir").strip())
-
-
-def init_workspace(target: Path, cache: Path, link_type: str | None = None) -> None:
-    """Make a copied tree a workspace of its own (a git repo, so DVC and git-ignore work) that uses `cache`."""
-    subprocess.run(["git", "init", "-q"], cwd=target, check=True, capture_output=True)
-    lines = ["[cache]", f"    dir = {cache}"] + ([f"    type = \"{link_type}\""] if link_type else [])
-    (target / ".dvc" / "config.local").write_text("\n".join(lines) + "\n")
-
-
-def prepare_work_copy(repo: Path, params: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
-    if workdir.exists() and any(workdir.iterdir()):
-        if not (workdir / "dvc.yaml").is_file():
-            raise FileExistsError(f"workdir {workdir} exists and is not a previous work copy (no dvc.yaml)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    copy_worktree(repo, workdir)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
-    # The download stage's store of fetched corpora (download.cache, no DVC output): shared, never fetched twice.
-    cache = (params.get("download") or {}).get("cache")
-    if isinstance(cache, str) and cache and not os.path.isabs(cache):
-        shared, link = repo / cache, workdir / cache
-        if shared.is_dir() and not os.path.lexists(link):
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(shared, target_is_directory=True)
-    if not (workdir / ".git").exists():
-        init_workspace(workdir, dvc_cache_dir(repo, env))
-
-
-def make_lane(workdir: Path, lane: Path, cache: Path) -> None:
-    copy_worktree(workdir, lane)
-    shutil.copy2(workdir / "params.yaml", lane / "params.yaml")
-    # Symlinks to the cache: the lane reads the features and writes only its own stage's outputs.
-    init_workspace(lane, cache, link_type="symlink,copy")
 
 
 # --- tasks ------------------------------------------------------------------------------------------------------
@@ -320,22 +95,36 @@ def repro_stages(label: str, workdir: str, extra_env: dict[str, str], targets: l
 
 
 @task(name="train", task_run_name="train@{arch}", cache_policy=NO_CACHE)
-def train_stage(arch: str, workdir: str, extra_env: dict[str, str], timeout_s: float, lane: str | None = None) -> str:
-    """`dvc repro train@<arch>` in the workspace, or in a lane that the workspace then restores it from."""
+def train_stage(arch: str, workdir: str, extra_env: dict[str, str], timeout_s: float, lane: str | None = None,
+                inputs: tuple[str, ...] = ()) -> str:
+    """`dvc repro train@<arch>` in the workspace, or in a lane (with the `inputs` stages' outputs checked out there)
+    that the workspace then restores it from."""
     log, env, stage = _log(), command_env(extra_env), f"train@{arch}"
     if lane is None:
         run_dvc(["repro", stage], workdir, env, timeout=timeout_s, log=log, what=stage)
         return "trained in the workspace"
     shutil.copy2(Path(workdir) / "dvc.lock", Path(lane) / "dvc.lock")  # the data stages as the workspace has them
-    run_dvc(["checkout", "features"], lane, env, log=log, what=f"{stage} (lane checkout of the features)")
+    run_dvc(["checkout", *inputs], lane, env, log=log, what=f"{stage} (lane checkout of {', '.join(inputs)})")
     run_dvc(["repro", "--single-item", stage], lane, env, timeout=timeout_s, log=log, what=stage)
     restored = run_dvc(["--wait-for-lock", "repro", "--single-item", stage], workdir, env, log=log,
                        what=f"{stage} (restore from the run cache)")
+    _bring_back_untracked(Path(lane), Path(workdir))
     if f"Running stage '{stage}'" in restored:
         get_run_logger().warning(f"{stage}: the workspace did not find the lane's run in DVC's run cache and "
                                  "trained again")
         return "trained in a lane, then again in the workspace"
     return "trained in a lane, restored in the workspace"
+
+
+def _bring_back_untracked(lane: Path, workdir: Path) -> None:
+    """Files a stage writes beside its DVC outputs on purpose (its timings) are not in the run cache the workspace
+    restores from: copy them from the lane. DVC's outputs there are links to the cache; what is a regular file
+    under the lane's data/ and missing in the workspace is such a file."""
+    for path in sorted((lane / "data").rglob("*")):
+        target = workdir / path.relative_to(lane)
+        if path.is_file() and not path.is_symlink() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 @task(name="promote", cache_policy=NO_CACHE)
@@ -421,12 +210,14 @@ def retrain(
                 retry_delay_seconds=exponential_backoff(backoff_factor=download_backoff_seconds),
             )(str(work), extra_env)
             result["stages"]["download"] = "done"
-        if "features" in stages:
-            repro_stages("features", str(work), extra_env, ["features"])
-            result["stages"]["features"] = "done"
+        # Every stage upstream of training (features, the RIR bank, ...): built once here, checked out in the lanes
+        data = tuple(s for s in stages if not s.startswith(MODEL_STAGES) and s not in ("download", "summary"))
+        if data:
+            repro_stages("data", str(work), extra_env, list(data))
+            result["stages"].update(dict.fromkeys(data, "done"))
 
         result["stages"].update(_train_all(archs, work, extra_env, max_concurrent_training,
-                                           train_timeout_minutes * 60))
+                                           train_timeout_minutes * 60, data))
 
         scoring = [s for s in stages if s.startswith(("baseline@", "evaluate@"))]
         if scoring:
@@ -454,7 +245,7 @@ def retrain(
 
 
 def _train_all(archs: list[str], work: Path, extra_env: dict[str, str], concurrency: int,
-               timeout_s: float) -> dict[str, str]:
+               timeout_s: float, inputs: tuple[str, ...]) -> dict[str, str]:
     """One task per architecture, at most `concurrency` at once; raises after all of them ran if any failed."""
     outcome: dict[str, str] = {}
     failures: dict[str, str] = {}
@@ -477,7 +268,7 @@ def _train_all(archs: list[str], work: Path, extra_env: dict[str, str], concurre
         while pending or running:
             while pending and lanes:
                 arch, lane = pending.pop(0), lanes.pop(0)
-                running[train_stage.submit(arch, str(work), extra_env, timeout_s, lane)] = (arch, lane)
+                running[train_stage.submit(arch, str(work), extra_env, timeout_s, lane, inputs)] = (arch, lane)
             done = next(iter(as_completed(list(running))))
             arch, lane = running.pop(done)
             lanes.append(lane)

@@ -1,7 +1,10 @@
-"""The real pipeline: `dvc repro` on the tiny profile in a temporary copy of the repo, every stage for real."""
+"""The suite's one real pipeline run: the retrain flow (Prefect, ephemeral mode) runs `dvc repro` on the tiny profile
+in a temporary copy of the repo, every stage for real, then the registry's promotion step; the tests below check its
+outputs, the registry, its Prefect artifact, and how DVC reruns after changes."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import soundfile as sf
 import yaml
 
 from tests.conftest import pipeline_repo, run_command
+from tests.pipelines.conftest import flow_artifacts, flow_result, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("download", "rirs", "mix", "features")
@@ -23,11 +27,21 @@ run = run_command
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_params) -> tuple[Path, dict]:
-    """A copy of the working tree (tracked and new files, not ignored ones) with params.yaml = the tiny profile."""
-    repo, env = pipeline_repo(tmp_path_factory.mktemp("e2e") / "repo", tiny_params)
-    run(["dvc", "repro"], repo, env)
-    return repo, env
+def flow(tmp_path_factory, tiny_params) -> dict:
+    """A copy of the working tree (tracked and new files, not ignored ones) with params.yaml = the tiny profile, and
+    the retrain flow run on it in place, two trainings at a time."""
+    base = tmp_path_factory.mktemp("e2e")
+    repo, env = pipeline_repo(base / "repo", tiny_params)
+    flow_env = isolated_env(base / "prefect-home")
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "-j", "2", "--report",
+                str(base / "report.md")], ROOT, flow_env, timeout=2400)
+    return {"repo": repo, "env": env, "result": flow_result(done), "prefect_home": base / "prefect-home",
+            "report": base / "report.md"}
+
+
+@pytest.fixture(scope="module")
+def repo(flow) -> tuple[Path, dict]:
+    return flow["repo"], flow["env"]
 
 
 def stage_names(tiny_params) -> list[str]:
@@ -117,6 +131,25 @@ def test_registry_and_tracking(repo, tiny_params):
         assert child.data.params["train.model"] == child.data.tags["architecture"]
         artifacts = [a.path for a in client.list_artifacts(child.info.run_id, "audio_examples")]
         assert any(path.endswith("_enhanced.wav") for path in artifacts)
+
+
+def test_the_flow_ends_with_the_leaderboard_and_a_promotion_decision(flow, tiny_params):
+    repo, result = flow["repo"], flow["result"]
+    summary = json.loads((repo / "data" / "summary" / "summary.json").read_text())
+    assert result["in_place"] and result["best"] == summary["best"]
+    assert set(result["architectures"]) == set(tiny_params["train"]["architectures"])
+    assert result["promotion"]["decision"] in {"promoted", "refused", "error", "not available"}
+    [artifact] = flow_artifacts(flow["prefect_home"], result["flow_run_id"])
+    assert artifact["key"] == "leaderboard" and artifact["type"] == "markdown"
+    assert (repo / "data" / "summary" / "leaderboard.md").read_text().strip() in artifact["data"]
+    assert f"**Decision: {result['promotion']['decision']}**" in artifact["data"]
+    assert flow["report"].read_text() == artifact["data"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    challenger = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
+    if result["promotion"]["decision"] == "promoted":  # no champion yet in this fresh store: the first one wins
+        assert client.get_model_version_by_alias("hushkit-denoiser", "champion").version == challenger.version
 
 
 def test_dag_and_nothing_reruns_when_nothing_changed(repo, tiny_params):

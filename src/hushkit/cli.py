@@ -1,15 +1,14 @@
 """The `hushkit` command."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from hushkit import __version__
-from hushkit.errors import MissingExtraError
-from hushkit.registry import REGISTERED_MODEL
+from hushkit import cli_registry
+from hushkit.cli_errors import ERROR, REFUSED, one_line_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
 SUMMARY = Path("data/summary/summary.json")
@@ -29,21 +28,6 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"hushkit {__version__}")
         raise typer.Exit()
-
-
-# Exit codes, so CI or an orchestrator can branch: 0 done, 1 refused by the rules (`promote`), 2 could not act.
-REFUSED, ERROR = 1, 2
-
-
-@contextlib.contextmanager
-def _one_line_errors(*errors: type[Exception]):
-    """`errors` (a bad file, path, setting or store: what a user can act on) and a missing optional extra as one
-    `error:` line and exit 2, not a traceback."""
-    try:
-        yield
-    except (*errors, MissingExtraError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=ERROR)
 
 
 @app.callback()
@@ -99,7 +83,7 @@ def enhance(
     from hushkit.inference import load_enhancer
 
     live = "-" in inputs or str(output) == "-"
-    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError):
+    with one_line_errors(AudioReadError, FileNotFoundError, ValueError):
         if live:
             from hushkit.live import BLOCK_SECONDS, check_format
 
@@ -142,9 +126,9 @@ def _enhance_live(enhancer, rate: int, channels: int, block_frames: int) -> None
     from hushkit.live import run_live
 
     # A block is a few STFT frames: splitting that work over threads costs more in hand-offs than it saves, and a
-    # thread waiting for a busy core stalls the block (p95 in the hundreds of ms on a loaded machine).
+    # thread waiting for a busy core stalls the block.
     torch.set_num_threads(1)
-    with _one_line_errors(ValueError):
+    with one_line_errors(ValueError):
         run = run_live(sys.stdin.buffer, sys.stdout.buffer, enhancer, rate=rate, channels=channels,
                        block_frames=block_frames, report=lambda line: typer.echo(line, err=True))
     if run.ended == "output closed":  # the reader went away: no second BrokenPipeError when Python exits
@@ -251,7 +235,7 @@ def evaluate(
             typer.echo(f"note: {', '.join(left_out)} not scored (pip install 'hushkit[baselines]' adds them)",
                        err=True)
             baselines = [name for name in baselines if name not in left_out]
-    with _one_line_errors(AudioReadError, FileNotFoundError, ValueError, OutputError):
+    with one_line_errors(AudioReadError, FileNotFoundError, ValueError, OutputError):
         require_runtimes(baselines)
         board = evaluate_folders(clean, noisy, out, models=_models(model, params), baselines=baselines,
                                  dnsmos_files=settings.get("dnsmos_files"),
@@ -260,141 +244,10 @@ def evaluate(
     typer.echo(f"{len(board)} systems scored; report: {out / 'report.html'}")
 
 
-# --- registry gate: promote / rollback / history (hushkit.registry) ----------------------------------------------
-# Exit codes (REFUSED, ERROR above): 0 promoted (or the candidate already is champion), 1 refused by the rules (not
-# better, margin not met, different test set), 2 could not act (no store, model, version or tag).
-
-
-def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str]):
-    """The pipeline's registry: params' mlflow section (MLFLOW_TRACKING_URI overrides it, --tracking-uri both), the
-    registered model's name, and the `promote` settings."""
-    import logging
-
-    from hushkit import tracking
-    from hushkit.params import load_params
-
-    from hushkit.config import MlflowParams, PromoteParams
-
-    params = load_params(params_file) if params_file.is_file() else {}
-    section = params.get("mlflow") or {}
-    try:
-        mlflow_settings = MlflowParams.parse(section, "mlflow")
-        promote_settings = PromoteParams.parse(params.get("promote"), "promote")
-    except ValueError as err:
-        raise ValueError(f"{params_file}: {err}") from None
-    uri = tracking_uri or tracking.tracking_uri(section)
-    store = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
-    if store is not None and not Path(store).is_file():   # MLflow would silently create an empty store
-        raise FileNotFoundError(f"no MLflow store at {store}: run the pipeline first (`make repro`), or pass "
-                                "--tracking-uri / set MLFLOW_TRACKING_URI")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    MlflowClient = _mlflow_module("mlflow").MlflowClient
-
-    name = model or mlflow_settings.registered_model or REGISTERED_MODEL
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), name, promote_settings
-
-
-def _registry_errors() -> tuple[type[Exception], ...]:
-    """What promote/rollback/history report as one line (exit 2) instead of a traceback."""
-    with _one_line_errors():
-        MlflowException = _mlflow_module("mlflow.exceptions").MlflowException
-    from hushkit.registry import RegistryError
-    from hushkit.tracking import LockError
-
-    return RegistryError, LockError, MlflowException, FileNotFoundError, ValueError
-
-
-def _mlflow_module(name: str):
-    from hushkit.errors import import_extra
-
-    return import_extra(name, "pipeline", "the model registry (promote, rollback, history)")
-
-
-_MODEL_OPTION = typer.Option(None, "--model", show_default=f"params mlflow.registered_model, else {REGISTERED_MODEL}",
-                             help="Registered model name.")
-_URI_OPTION = typer.Option(None, "--tracking-uri", show_default="MLFLOW_TRACKING_URI, else params mlflow.tracking_uri",
-                           help="MLflow tracking/registry URI (sqlite:///path or http://host:port).")
-_PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params.yaml (sections mlflow and promote).")
-
-
-@app.command()
-def promote(
-    metric: Optional[str] = typer.Option(None, "--metric", show_default="params promote.metric, else pesq",
-                                         help="Test metric to compare (tag test_<metric>); rtf: lower is better."),
-    min_margin: Optional[float] = typer.Option(None, "--min-margin", show_default="params promote.min_margin, else 0",
-                                               help="Smallest improvement over the champion that promotes."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why, recorded with the promotion."),
-    user: Optional[str] = typer.Option(None, "--user", show_default="the login name", help="Who, recorded."),
-    model: Optional[str] = _MODEL_OPTION,
-    tracking_uri: Optional[str] = _URI_OPTION,
-    params_file: Path = _PARAMS_OPTION,
-) -> None:
-    """Make @challenger the @champion if it beats the champion on the same test set (exit 0), else refuse (exit 1)."""
-    with _one_line_errors(*_registry_errors()):
-        client, name, settings = _registry(params_file, tracking_uri, model)
-        from hushkit.registry import promote as promote_version
-
-        decision = promote_version(client, name, metric=metric or settings.metric,
-                                   min_margin=settings.min_margin if min_margin is None else min_margin, user=user, reason=reason)
-    typer.echo(f"{name}: {decision.message}")
-    if decision.status == "refused":
-        raise typer.Exit(code=REFUSED)
-
-
-@app.command()
-def rollback(
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why, recorded with the rollback."),
-    user: Optional[str] = typer.Option(None, "--user", show_default="the login name", help="Who, recorded."),
-    model: Optional[str] = _MODEL_OPTION,
-    tracking_uri: Optional[str] = _URI_OPTION,
-    params_file: Path = _PARAMS_OPTION,
-) -> None:
-    """Move @champion back to the previous champion (as `hushkit history` shows it)."""
-    with _one_line_errors(*_registry_errors()):
-        client, name, _ = _registry(params_file, tracking_uri, model)
-        from hushkit.registry import rollback as rollback_champion
-
-        result = rollback_champion(client, name, user=user, reason=reason)
-    typer.echo(f"{name}: {result.message}")
-
-
-@app.command()
-def history(
-    metric: Optional[str] = typer.Option(None, "--metric", show_default="params promote.metric, else pesq",
-                                         help="Test metric to show per version."),
-    model: Optional[str] = _MODEL_OPTION,
-    tracking_uri: Optional[str] = _URI_OPTION,
-    params_file: Path = _PARAMS_OPTION,
-) -> None:
-    """Every version (architecture, test score, test set, aliases) and every champion move."""
-    with _one_line_errors(*_registry_errors()):
-        client, name, settings = _registry(params_file, tracking_uri, model)
-        from hushkit.registry import CHAMPION, MANIFEST_TAG, ROLLED_BACK_TAG, history as champion_history, versions
-
-        metric = metric or settings.metric
-        rows, moves = versions(client, name), champion_history(client, name)
-        aliases: dict[str, list[str]] = {}
-        for alias, version in client.get_registered_model(name).aliases.items():
-            aliases.setdefault(str(version), []).append(alias)
-    typer.echo(f"{name}: {len(rows)} versions (* = @{CHAMPION})")
-    typer.echo(f"  {'version':>8}  {'architecture':<14}{metric:>10}  {'test set':<14}{'aliases':<24}promoted")
-    for v in rows:
-        marks = aliases.get(str(v.version), [])
-        promoted = f"{v.tags['promoted_at']} by {v.tags.get('promoted_by', '?')}" if "promoted_at" in v.tags else ""
-        if ROLLED_BACK_TAG in v.tags:
-            promoted += f"; rolled back {v.tags[ROLLED_BACK_TAG]} by {v.tags.get('rolled_back_by', '?')}"
-        typer.echo(f"{'*' if CHAMPION in marks else ' '} {v.version:>8}  {v.tags.get('architecture', '?'):<14}"
-                   f"{v.tags.get(f'test_{metric}', '-'):>10}  {v.tags.get(MANIFEST_TAG, '-')[:12]:<14}"
-                   f"{','.join(sorted(marks)) or '-':<24}{promoted}")
-    typer.echo(f"champion moves ({len(moves)}, oldest first):" if moves else "champion moves: none yet")
-    for m in moves:
-        scores = f"  {m['metric']} {m['score']:.4f}" if m.get("metric") else ""
-        if m.get("previous_score") is not None:
-            scores += f" vs {m['previous_score']:.4f}"
-        before = f"v{m['previous']}" if m.get("previous") else "none"
-        typer.echo(f"  {m['at']}  {m['action']:<8} {before} -> v{m['version']}  by {m['by']}"
-                   f"{scores}{'  (' + m['reason'] + ')' if m.get('reason') else ''}")
+# The registry gate (hushkit.cli_registry), registered here so that `hushkit --help` lists it after `evaluate`.
+app.command()(cli_registry.promote)
+app.command()(cli_registry.rollback)
+app.command()(cli_registry.history)
 
 
 @app.command("params")
@@ -409,7 +262,7 @@ def params_command(
     from hushkit.io import atomic_path
     from hushkit.params import apply_profile
 
-    with _one_line_errors(FileNotFoundError, ValueError):
+    with one_line_errors(FileNotFoundError, ValueError):
         text, changed = apply_profile(params_file, profile)
     if output == "-":
         typer.echo(text, nl=False)
@@ -432,7 +285,7 @@ def readme_results(
     """Put the leaderboard (main table, per-condition tables) into README.md between its results markers."""
     from hushkit.readme import ReadmeError, update_readme
 
-    with _one_line_errors(FileNotFoundError, ReadmeError):
+    with one_line_errors(FileNotFoundError, ReadmeError):
         changed = update_readme(readme, leaderboard, write=not check)
     if check:
         typer.echo(f"{readme}: results {'differ from' if changed else 'match'} {leaderboard}")

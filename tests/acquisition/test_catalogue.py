@@ -12,12 +12,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from hushkit.acquisition.catalogue import (
-    CATALOGUE,
+from hushkit.acquisition.catalogue import CATALOGUE, archive_stem, fetch_corpus, get_corpus
+from hushkit.acquisition.parsers import (
     COLUMNS,
-    archive_stem,
-    fetch_corpus,
-    get_corpus,
     parse_common_voice,
     parse_demand,
     parse_esc50,

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hushkit.acquisition.fetch import EXTRACTED_MARKER, DownloadError, Resource, extract, fetch
+from hushkit.acquisition.archives import EXTRACTED_MARKER, extract
+from hushkit.acquisition.fetch import DownloadError, Resource, fetch
 
 FAST = {"backoff": 0.01, "timeout": 5.0, "progress": False, "chunk": 4096}
 

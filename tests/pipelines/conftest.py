@@ -2,8 +2,10 @@
 pipeline's stage names (tests/pipelines/toy.py) that runs in seconds."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +33,21 @@ def isolated_env(prefect_home: Path) -> dict[str, str]:
     # one the venv may have installed from another checkout
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
     return env
+
+
+def flow_result(done: subprocess.CompletedProcess) -> dict:
+    """The flow's result, the JSON `python -m pipelines.retrain` prints last."""
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+def flow_artifacts(prefect_home: Path, flow_run_id: str) -> list[dict]:
+    """The artifacts of a flow run, read from the database of Prefect's (ephemeral) server."""
+    with sqlite3.connect(prefect_home / "prefect.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()
+    # The data column holds the artifact's JSON (a markdown artifact's: one string).
+    return [{**dict(row), "data": json.loads(row["data"])} for row in rows
+            if row["flow_run_id"].replace("-", "") == flow_run_id.replace("-", "")]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The retrain flow (pipelines/retrain.py) and its deployments (pipelines/deploy.py).
+"""The retrain flow (pipelines/retrain.py; its dvc calls, params and work copies in pipelines/dvc_runner.py,
+overrides.py and workspace.py) and its deployments (pipelines/deploy.py).
 
 The unit tests drive dvc on a toy repo (tests/pipelines/toy.py: the pipeline's stage names, a second each). The e2e
 ones run the real flow: on the real pipeline in Prefect's ephemeral mode (tiny profile), and through a real
@@ -19,9 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from pipelines import retrain as flow_module
+from pipelines import dvc_runner, overrides, retrain as flow_module
 from pipelines.deploy import DEFAULT_SCHEDULE, build_deployments, schedule_settings
-from tests.pipelines.conftest import ROOT, copy_repo, isolated_env, make_toy_repo
+from tests.pipelines.conftest import (ROOT, copy_repo, flow_artifacts, flow_result, isolated_env,
+                                     make_toy_repo)
 
 BIN = Path(sys.executable).parent
 
@@ -34,7 +36,7 @@ def run(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subproces
 
 def test_overrides_follow_dvc_exp_run_set_semantics():
     params = {"train": {"architectures": ["crced"], "common": {"lr": 0.004}, "models": {"crced": {}}}}
-    out = flow_module.apply_overrides(params, [
+    out = overrides.apply_overrides(params, [
         "train.common.lr=1e-3", "train.architectures=[crced, crnn]", "++train.models.crced.lr=0.002",
         "+train.common.new=yes", "~train.models.crced.lr"])
     assert out["train"]["common"] == {"lr": 0.001, "new": True}
@@ -45,29 +47,29 @@ def test_overrides_follow_dvc_exp_run_set_semantics():
                        ("train.common.lr", "key=value"), ("~train.nope", "no key"),
                        ("train.architectures.x=1", "not a mapping")]:
         with pytest.raises(ValueError, match=words):
-            flow_module.apply_overrides(params, [bad])
+            overrides.apply_overrides(params, [bad])
 
 
 def test_profile_then_overrides_then_architectures(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    params = flow_module.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
+    params = overrides.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
     tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     assert params["mix"]["test_snr_db"] == tiny["mix"]["test_snr_db"]
     assert params["train"]["common"]["epochs"] == 2 and params["train"]["architectures"] == ["crnn", "crced"]
     with pytest.raises(FileNotFoundError, match="tiny"):
-        flow_module.effective_params(repo, "nope")
+        overrides.effective_params(repo, "nope")
     with pytest.raises(ValueError, match="not registered"):
-        flow_module.effective_params(repo, architectures=["wavenet"])
+        overrides.effective_params(repo, architectures=["wavenet"])
 
 
 # --- dvc: failures and time limits --------------------------------------------------------------------------------
 
 def test_a_failed_stage_is_named_with_the_end_of_its_stderr(tmp_path):
     repo = make_toy_repo(tmp_path / "toy", fail_train=["b"])
-    env = flow_module.command_env()
-    flow_module.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
-    with pytest.raises(flow_module.StageFailed) as failure:
-        flow_module.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
+    env = dvc_runner.command_env()
+    dvc_runner.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
+    with pytest.raises(dvc_runner.StageFailed) as failure:
+        dvc_runner.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
     message = str(failure.value)
     assert message.startswith("stage train@b failed")
     assert "train: b diverged at epoch 1: loss nan" in message
@@ -77,8 +79,8 @@ def test_a_stage_past_its_time_limit_is_stopped_with_its_children(tmp_path):
     repo = make_toy_repo(tmp_path / "toy")
     (repo / "dvc.yaml").write_text("stages:\n  slow:\n    cmd: sleep 300 && touch done\n    outs: [done]\n")
     started = time.monotonic()
-    with pytest.raises(flow_module.StageTimeout, match="slow: still running after 2 s"):
-        flow_module.run_dvc(["repro", "slow"], repo, flow_module.command_env(), timeout=2, log=lambda line: None,
+    with pytest.raises(dvc_runner.StageTimeout, match="slow: still running after 2 s"):
+        dvc_runner.run_dvc(["repro", "slow"], repo, dvc_runner.command_env(), timeout=2, log=lambda line: None,
                             what="slow")
     assert time.monotonic() - started < 30
     # `sleep 300` ran in dvc's process group, which was stopped as a whole.
@@ -94,21 +96,6 @@ def test_downloads_retry_with_exponential_backoff():
 
 
 # --- the flow in Prefect's ephemeral mode ---------------------------------------------------------------------------
-
-def _artifacts(prefect_home: Path, flow_run_id: str) -> list[dict]:
-    """The artifacts of a flow run, read from the database of Prefect's (ephemeral) server."""
-    with sqlite3.connect(prefect_home / "prefect.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()
-    # The data column holds the artifact's JSON (a markdown artifact's: one string).
-    return [{**dict(row), "data": json.loads(row["data"])} for row in rows
-            if row["flow_run_id"].replace("-", "") == flow_run_id.replace("-", "")]
-
-
-def _result(done: subprocess.CompletedProcess) -> dict:
-    """The flow's result, the JSON `python -m pipelines.retrain` prints last."""
-    return json.loads(done.stdout[done.stdout.index("{"):])
-
 
 def test_the_ephemeral_server_gets_time_to_start_on_a_busy_machine(tmp_path):
     """Prefect's default (20 s) is shorter than a first start takes on a loaded 2-core machine."""
@@ -135,13 +122,13 @@ def test_toy_flow_retries_the_download_trains_in_lanes_and_reports(tmp_path, toy
                 "--download-backoff-seconds", "0.5", "--report", str(report)], ROOT, toy_prefect_env)
     assert done.returncode == 0, done.stderr[-5000:]
     assert "Retry 1/3 will start" in done.stderr
-    result = _result(done)
+    result = flow_result(done)
     assert result["in_place"] and result["best"] == "ccc"
     assert result["stages"]["train@a"] == "trained in a lane, restored in the workspace"
     assert result["promotion"] == {"decision": "not requested"}
     assert (repo / "params.yaml").read_text() == params_before
     assert (repo / "data" / "export" / "bb" / "model.onnx").is_file()
-    [artifact] = _artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
+    [artifact] = flow_artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
     assert artifact["key"] == "leaderboard" and artifact["type"] == "markdown"
     assert "Best by pesq: ccc." in artifact["data"] and "**Decision: not requested**" in artifact["data"]
     assert report.read_text() == artifact["data"]
@@ -162,40 +149,20 @@ def test_toy_flow_fails_naming_the_stage_and_still_reports(tmp_path, toy_prefect
     assert json.loads(data) == report.read_text()
 
 
-@pytest.mark.e2e
-def test_retrain_on_the_tiny_profile_ends_with_the_leaderboard_and_a_promotion_decision(tmp_path, prefect_env):
-    """The real pipeline through the flow, ephemeral mode: the tiny profile on two architectures (one baseline), in a
-    work copy next to an untouched repo, trained two at a time; then `hushkit promote`."""
-    repo = copy_repo(tmp_path / "repo")
+def test_toy_flow_in_a_work_copy_leaves_the_repo_untouched(tmp_path, toy_prefect_env):
+    """With --workdir the flow runs in a copy next to the repo, as `dvc exp run --temp` would: the repo's params and
+    outputs stay as they were, the overrides land in the copy's params.yaml."""
+    repo = make_toy_repo(tmp_path / "toy", architectures=("a", "b"))
+    params_before = (repo / "params.yaml").read_text()
     work = tmp_path / "work"
-    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--profile", "tiny",
-                "--arch", "crced", "--arch", "crnn", "-S", "evaluate.baselines=[noisy]", "-j", "2",
-                "--workdir", str(work)], ROOT, prefect_env, timeout=900)
-    assert done.returncode == 0, done.stderr[-8000:]
-    result = _result(done)
-    assert not result["in_place"] and result["workdir"] == str(work)
-    assert set(result["architectures"]) == {"crced", "crnn"} and result["best"] in {"crced", "crnn"}
-    assert result["stages"]["train@crnn"] == "trained in a lane, restored in the workspace"
-    assert result["promotion"]["decision"] in {"promoted", "refused", "error", "not available"}
-    # The work copy holds the run; the repo's params and outputs are untouched; it logged to the repo's store.
-    assert not (repo / "data" / "summary" / "leaderboard.md").exists() and not (repo / "data" / "mix").exists()
-    assert (repo / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()
-    assert not (work / "mlflow.db").exists() and not (work / "mlruns").exists()
-    assert yaml.safe_load((work / "params.yaml").read_text())["evaluate"]["baselines"] == ["noisy"]
-    lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
-    assert {"train@crced", "train@crnn", "evaluate@crced", "export@crnn", "summary"} <= set(lock)
-    [artifact] = _artifacts(Path(prefect_env["PREFECT_HOME"]), result["flow_run_id"])
-    markdown = artifact["data"]
-    assert artifact["key"] == "leaderboard"
-    assert (work / "data" / "summary" / "leaderboard.md").read_text().strip() in markdown
-    assert f"**Decision: {result['promotion']['decision']}**" in markdown
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-    challenger = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
-    assert challenger.tags["architecture"] == result["best"]
-    if result["promotion"]["decision"] == "promoted":  # no champion yet in this fresh store: the first one wins
-        assert client.get_model_version_by_alias("hushkit-denoiser", "champion").version == challenger.version
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--no-promote", "-S",
+                "train.architectures=[b]", "--workdir", str(work)], ROOT, toy_prefect_env)
+    assert done.returncode == 0, done.stderr[-5000:]
+    result = flow_result(done)
+    assert not result["in_place"] and result["workdir"] == str(work) and result["architectures"] == ["b"]
+    assert (repo / "params.yaml").read_text() == params_before and not (repo / "data").exists()
+    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["architectures"] == ["b"]
+    assert {"train@b", "export@b"} <= set(yaml.safe_load((work / "dvc.lock").read_text())["stages"])
 
 
 # --- deployments ----------------------------------------------------------------------------------------------------
