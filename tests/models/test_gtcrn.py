@@ -71,6 +71,29 @@ def test_erb_matrices_average_bins_and_interpolate_bands():
         erb_matrices(257, 1, 256, 16000)
 
 
+def test_banded_gradient_adds_in_a_fixed_order():
+    """The ERB gather's backward must not add with atomics (advanced indexing's CPU backward does: the order of the
+    adds, hence the rounding of the weights, then follows thread timing and a busy machine changes them)."""
+    merge, _ = erb_matrices(257, 65, 64, 16000)
+    index, weight = banded(merge)
+    x = torch.randn(4, 3, 50, merge.shape[1], requires_grad=True)
+    out = apply_banded(x, index, weight)
+    seen, pending = set(), [out.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            pending.extend(next_node for next_node, _ in node.next_functions)
+    functions = {type(node).__name__ for node in seen}
+    assert "IndexSelectBackward0" in functions and "IndexBackward0" not in functions, functions
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = [torch.autograd.grad(apply_banded(x, index, weight).square().sum(), x)[0] for _ in range(5)]
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
 @pytest.mark.parametrize("length", [1, 255, 256, 16000 + 7])
 def test_output_keeps_shape(length):
     model = _model()

@@ -107,7 +107,10 @@ def banded(matrix: Tensor) -> tuple[Tensor, Tensor]:
 
 def apply_banded(x: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     """(..., cols) → (..., rows): ``x @ matrix.T`` for ``(index, weight) = banded(matrix)``."""
-    return torch.einsum("...rw,rw->...r", x[..., index], weight)
+    # index_select, not x[..., index]: its backward adds each gathered column back in index order, where advanced
+    # indexing's backward adds them with atomics whose order (hence rounding) depends on thread timing on CPU.
+    gathered = torch.index_select(x, -1, index.reshape(-1)).unflatten(-1, index.shape)
+    return torch.einsum("...rw,rw->...r", gathered, weight)
 
 
 def subband_unfold(x: Tensor, kernel: int = 3) -> Tensor:
