@@ -116,6 +116,7 @@ def test_the_logged_model_carries_its_code_requirements_signature_and_example(ch
     assert f"torch=={version('torch').split('+')[0]}" in requirements   # a local label (+cpu) dropped
 
 
+@pytest.mark.timeout(1500)   # a first start builds the environment: up to 800 s to come up on a busy machine
 def test_served_champion_in_an_environment_of_its_own(champion, tmp_path):
     """MLflow's default environment manager (virtualenv: pyenv provides the logged Python version, pip installs
     requirements.txt; the environment is cached under ~/.mlflow/envs): the model runs from its own requirements and
