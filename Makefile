@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
-BIN := $(CURDIR)/$(VENV)/bin
+# VENV may be absolute (the Dockerfile's /opt/venv)
+BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # Telemetry off everywhere (no network here, and nothing to report).
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -12,11 +13,11 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup browser repro test
+.PHONY: setup browser services repro test
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	test -x $(BIN)/python || python3 -m venv $(VENV)
 	# torch first, pinned: the local CPU wheel satisfies it; anything else pulls GBs of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS) 2>&1 | { grep -v '^WARNING: Location' || true; }
 	$(BIN)/pip install --quiet -e '.[pipeline,orchestration,baselines,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
@@ -39,5 +40,19 @@ browser:
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "warning: no chromium and cannot apt-get it: the report browser test will skip (fail under CI)"; fi
 
-test: setup browser
+# The team tests (tests/test_team.py, tests/services.py) start a throw-away PostgreSQL cluster and sshd on
+# 127.0.0.1: Debian's postgresql and openssh-server, installed like chromium above, else the tests skip (fail under
+# CI). Neither is started as a system service.
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && { command -v sshd || [ -x /usr/sbin/sshd ]; } >/dev/null; \
+	then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			postgresql openssh-server openssh-client; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql openssh-server openssh-client; \
+	else echo "warning: no postgresql/sshd and cannot apt-get them: the team tests will skip (fail under CI)"; fi
+
+test: setup browser services
 	python -m pytest $(PYTEST_ARGS)

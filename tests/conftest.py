@@ -188,55 +188,45 @@ def mlflow_template_store(tmp_path_factory) -> Path:
     return path
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory, mlflow_template_store):
     """`mlflow server` on 127.0.0.1 over a sqlite store of its own; yields its URL. Tests that share it use
     registered-model names of their own."""
-    import os
     import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+
+    from tests import services
 
     root = tmp_path_factory.mktemp("server")
     shutil.copy(mlflow_template_store, root / "server.db")   # already migrated: the server starts faster
-    port = free_port()
-    # No background job runner (its consumer processes only slow the start on a busy machine; nothing here uses it)
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    process = subprocess.Popen(
-        [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=env, stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300   # a first start on a loaded 2-core machine takes minutes
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+    with services.mlflow_server(f"sqlite:///{root / 'server.db'}", root) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)   # its own session: the server and its worker
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+
+
+# --- a team's shared services: PostgreSQL, an MLflow server on it, an SSH host for a DVC remote ----------------------
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A throw-away PostgreSQL cluster on 127.0.0.1 with an empty database (tests.services.postgres_database);
+    yields its SQLAlchemy URL."""
+    from tests import services
+
+    with services.postgres_database() as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow_server(tmp_path_factory, postgres_database):
+    """`mlflow server` over `postgres_database`, artifacts proxied (stored under the server's folder); yields its
+    URL."""
+    from tests import services
+
+    with services.mlflow_server(postgres_database, tmp_path_factory.mktemp("postgres-server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ssh_host(tmp_path_factory):
+    """sshd on 127.0.0.1 with a throw-away key (tests.services.ssh_server): host, port, user, keyfile."""
+    from tests import services
+
+    with services.ssh_server(tmp_path_factory.mktemp("sshd")) as host:
+        yield host

@@ -159,3 +159,23 @@ def test_a_checkpoint_trained_elsewhere_gets_a_run_tagged_with_it(mlflow, tmp_pa
     # the export stage, next, logs to that same run
     assert tracking.training_run_id(mlflow, PARAMS["mlflow"], checkpoint, architecture="crced", train_params={},
                                     stage="export") == made
+
+
+# --- system metrics of a training attempt -------------------------------------------------------------------------
+def _attempt_metrics(mlflow, marker) -> set[str]:
+    import time
+
+    from mlflow import MlflowClient
+
+    with tracking.attempt_run(mlflow, marker, run_name="train-unit") as run:
+        time.sleep(1.0)   # several samples at the interval below
+    return set(MlflowClient().get_run(run.info.run_id).data.metrics)
+
+
+def test_an_attempts_run_samples_the_machine_unless_turned_off(mlflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    metrics = _attempt_metrics(mlflow, tmp_path / "on.run.json")
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics, metrics
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    assert not any(name.startswith("system/") for name in _attempt_metrics(mlflow, tmp_path / "off.run.json"))

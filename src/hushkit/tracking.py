@@ -267,13 +267,20 @@ def attempt_run(mlflow, marker: str | os.PathLike, **start_run: Any) -> Iterator
     no chance to close its run (SIGKILL, out of memory, a lost machine) leaves the run RUNNING and the marker
     behind: the next attempt ends that run as KILLED, and the two runs name each other (PREVIOUS_ATTEMPT_TAG,
     NEXT_ATTEMPT_TAG), so no run shows as running forever. Each attempt keeps a run of its own, with its true status,
-    times and durations, rather than reopening the dead one across the gap."""
+    times and durations, rather than reopening the dead one across the gap.
+
+    The run samples the machine's use while it is open (MLflow's system metrics: system/cpu_utilization_percentage,
+    system/system_memory_usage_megabytes, ..., and per GPU system/gpu_0_utilization_percentage, ... where NVML
+    finds one), every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (default 10); off with
+    MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false."""
     from pathlib import Path
 
     from hushkit.io import write_json
 
     marker = Path(marker)
     previous = _close_abandoned_run(marker)
+    wanted = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower() not in ("false", "0")
+    start_run.setdefault("log_system_metrics", wanted)
     try:
         with mlflow.start_run(**start_run) as run:
             write_json(marker, {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()})

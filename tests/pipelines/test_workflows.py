@@ -1,5 +1,6 @@
 """The GitHub workflows are valid YAML and run the project's own commands: CI runs the README's `make test`;
-retrain runs the retrain flow on a self-hosted GPU runner on params.yaml's schedule and uploads the report."""
+retrain runs the retrain flow on a self-hosted GPU runner on params.yaml's schedule, from a fresh checkout between a
+dvc pull and a dvc push, and uploads the report."""
 from __future__ import annotations
 
 import re
@@ -54,3 +55,18 @@ def test_retrain_runs_the_flow_on_a_gpu_runner_on_the_params_schedule_and_upload
     upload = next(step for step in job["steps"] if "upload-artifact" in step.get("uses", ""))
     assert upload["if"] == "always()" and upload["with"]["path"].rstrip("/") == "retrain-report"
     assert "data/summary/{report.html,leaderboard.md" in run
+
+
+def test_retrain_keeps_nothing_on_the_runner_it_pulls_before_and_pushes_after():
+    workflow = load("retrain.yml")
+    [job] = workflow["jobs"].values()
+    checkout = next(step for step in job["steps"] if "actions/checkout" in step.get("uses", ""))
+    assert (checkout.get("with") or {}).get("clean", True) is not False   # a fresh checkout each run
+    runs = [step.get("run", "") for step in job["steps"]]
+    pull = next(i for i, r in enumerate(runs) if "dvc pull" in r)
+    retrain = next(i for i, r in enumerate(runs) if "pipelines.retrain" in r)
+    push = next(i for i, r in enumerate(runs) if re.search(r"dvc\"? push", r))
+    assert pull < retrain < push
+    assert job["steps"][push]["if"].startswith("always()")   # finished stages are cached even when a later one fails
+    # the registry is the team's server, not a file in the checkout
+    assert job["env"]["MLFLOW_TRACKING_URI"] == "${{ vars.MLFLOW_TRACKING_URI }}"

@@ -35,21 +35,18 @@ def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
 
 def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str],
              torchscript_path: Path | None = None):
-    """Log the pyfunc model (checkpoint + ONNX + TorchScript) to the training run as a new version of the registered
-    model."""
+    """Log the pyfunc model (checkpoint + ONNX + TorchScript, with hushkit's code: hushkit.serving) to the training run
+    as a new version of the registered model."""
     from mlflow import MlflowClient
 
-    from hushkit.serving import HushkitDenoiser
+    from hushkit import serving
 
     mlflow = tracking.setup(mlflow_params)
     name = mlflow_params.get("registered_model", REGISTERED_MODEL)
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=HushkitDenoiser(),
-            artifacts={"checkpoint": str(checkpoint), "onnx": str(onnx_path),
-                       **({"torchscript": str(torchscript_path)} if torchscript_path else {})},
-            pip_requirements=[f"hushkit=={__version__}"], registered_model_name=name,
-        )
+        info = serving.log_model({"checkpoint": str(checkpoint), "onnx": str(onnx_path),
+                                  **({"torchscript": str(torchscript_path)} if torchscript_path else {})},
+                                 registered_model_name=name)
     version = str(info.registered_model_version)
     client = MlflowClient()
     for key, value in tags.items():
