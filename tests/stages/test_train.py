@@ -111,3 +111,43 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
     machine = meta["environment"]
     assert machine["cpu.model"] and machine["threads"] == "1" and machine["torch"] and machine["onednn"] != "none"
     assert all(done.data.tags[f"env.{key}"] == value for key, value in machine.items())
+
+
+# --- the stage under torchrun -----------------------------------------------------------------------------------
+
+def test_under_torchrun_rank_0_alone_logs_prints_and_writes(tiny_params, features_dir, rirs_dir,
+                                                            mlflow_template_store, tmp_path):
+    """Two CPU processes train one architecture: one MLflow run, one summary line, one set of outputs."""
+    import copy
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from hushkit import tracking
+
+    params = copy.deepcopy(tiny_params)
+    params["train"]["common"]["device"] = "cpu"
+    params["train"]["models"]["crced"].update(epochs=2, steps_per_epoch=2, batch_size=4, audio_examples=1)
+    params["mlflow"]["experiment"] = "torchrun"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(mlflow_template_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop(tracking.PARENT_ENV, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "hushkit.stages.train", "--params", "params.yaml", "--arch", "crced", "--features",
+               str(features_dir), "--rirs", str(rirs_dir), "--out", "out", "--state-dir", "resume"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("epoch 2/2:") == 1
+    assert done.stdout.count("train: crced") == 1 and "on 2 processes of cpu" in done.stdout
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("torchrun").experiment_id], "tags.stage = 'train'")
+    assert [run.data.tags["processes"] for run in runs] == ["2"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "checks", "history.csv", "metrics.json", "model.pt", "timing.json"]
+    assert not list((tmp_path / "resume").glob("*"))

@@ -2,6 +2,9 @@
 run of the pipeline's parent run (tagged with the checkpoint's sha256, by which evaluate and export find it), save a
 self-describing checkpoint. A killed run resumes from its last saved epoch.
 
+Started by torchrun with several processes (docs/training.md, "Many GPUs"), every process trains its part of each
+batch and rank 0 alone logs, prints and writes the outputs below.
+
     out/model.pt        the checkpoint (the same weights give the same bytes)
     out/history.csv     per-epoch losses, gradient norms and learning rate
     out/metrics.json    best validation loss, size and cost of the model
@@ -23,7 +26,7 @@ import torch
 
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
-from hushkit.config import TrainParams
+from hushkit.config import TrainConfig, TrainParams
 from hushkit.inference import enhance_waveform
 from hushkit.audio import write_audio
 from hushkit.io import sha256_file, write_json, write_table
@@ -34,6 +37,7 @@ from hushkit.stages._cli import stage_main
 from hushkit.timing import write_timing
 from hushkit.training.data import PackedSplit
 from hushkit.training.determinism import environment, pin_cpu
+from hushkit.training.distributed import Processes, torchrun_processes
 from hushkit.training.dynamic import training_source
 from hushkit.training.loop import Trainer, pick_device
 from hushkit.training.precision import autocast_dtype
@@ -79,13 +83,23 @@ def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
 def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, rirs: Path | None = None,
         state_dir: Path = RESUME_DIR, params: dict[str, Any]) -> None:
     """Train one architecture (`arch`, listed in train.architectures) with train.common + train.models.<arch>."""
-    features, out = Path(features), Path(out)
     # The settings as written (recorded with the run and the checkpoint), and as the schema reads them.
     settings = architecture_params(train_params, arch, available_models())
     config = TrainParams.parse(train_params, "train").config(arch)
     # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
     pin_cpu(config.threads, config.cpu_isa)
-    check_inputs(features, out / "checks" / "input_arrays.json")
+    with torchrun_processes(pick_device(config.device)) as processes:
+        train_and_record(settings, config, processes, arch=arch, features=Path(features), out=Path(out),
+                         rirs=rirs, state_dir=Path(state_dir), params=params)
+
+
+def train_and_record(settings: dict[str, Any], config: TrainConfig, processes: Processes, *, arch: str,
+                     features: Path, out: Path, rirs: Path | None, state_dir: Path, params: dict[str, Any]) -> None:
+    """Train in this process (one of `processes`); rank 0 also checks the inputs, logs the run to MLflow and
+    writes the outputs."""
+    processes.check_batch_size(config.batch_size)  # before any work
+    if processes.is_main:
+        check_inputs(features, out / "checks" / "input_arrays.json")
     summary = json.loads((features / "summary.json").read_text())
     rate = int(summary["sample_rate"])
     # Crop length: the features stage's default, or the architecture's own (shorter crops = cheaper steps).
@@ -94,7 +108,7 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     config = replace(config, segment=segment, val_segment=int(summary["segment_samples"]))
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    device = pick_device(config.device)
+    device = processes.device
     precision = autocast_dtype(config.mixed_precision, device)  # None: float32
 
     train = training_source(config, features, rirs, rate, device)
@@ -104,14 +118,20 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     model.prepare(train.prepare_batch(64, segment, seed=config.seed).cpu())
     n_params = model.num_parameters
     macs = macs_per_second(model)
+    state_path = state_dir / f"{arch}.pt"
+    fingerprint = resume_fingerprint(settings, features)
+    if not processes.is_main:
+        Trainer(model, train, val, config, device, state_path=state_path, fingerprint=fingerprint,
+                processes=processes).fit()
+        return
 
     mlflow = tracking.setup(params.get("mlflow", {}))
     parent = tracking.parent_run_id(mlflow, params)
-    state_path = Path(state_dir) / f"{arch}.pt"
     # An attempt killed outright (SIGKILL) left its run RUNNING: closed as KILLED here (see tracking.attempt_run).
-    with tracking.attempt_run(mlflow, Path(state_dir) / f"{arch}.run.json", run_name=f"train-{arch}",
+    with tracking.attempt_run(mlflow, state_dir / f"{arch}.run.json", run_name=f"train-{arch}",
                               parent_run_id=parent) as run:
         mlflow.set_tags({"stage": "train", "architecture": arch, "device": str(device),
+                         "processes": str(processes.world_size),
                          "precision": "float32" if precision is None else f"mixed {precision}"})
         machine = environment()   # what else the weights depend on: CPU, threads, kernel caps, library builds
         mlflow.set_tags({f"env.{key}": value for key, value in machine.items()})
@@ -125,8 +145,8 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
             mlflow.log_metrics(metrics, step=epoch)
             logged.add(epoch)
 
-        trainer = Trainer(model, train, val, config, device, state_path=state_path,
-                          fingerprint=resume_fingerprint(settings, features), on_epoch=log_epoch)
+        trainer = Trainer(model, train, val, config, device, state_path=state_path, fingerprint=fingerprint,
+                          on_epoch=log_epoch, processes=processes)
         history = trainer.fit()
         for row in history:   # epochs an earlier attempt trained (resumed from its state): this run's curves too
             if row["epoch"] not in logged:
@@ -147,8 +167,9 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
                            "epoch_seconds": [round(float(v), 2) for v in epochs.get("epoch_seconds", [])],
                            "mlflow_run_id": run.info.run_id})
     state_path.unlink(missing_ok=True)  # finished: nothing left to resume
+    on = f"{processes.world_size} processes of {device.type}" if processes.distributed else str(device)
     print(f"train: {arch} ({n_params} parameters, {macs / 1e9:.2f} GMAC/s of audio), best val loss "
-          f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {device}"
+          f"{trainer.best_val:.4f} in {train_seconds:.0f} s on {on}"
           f"{'' if precision is None else f' (mixed precision, {precision})'}")
 
 

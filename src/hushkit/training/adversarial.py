@@ -143,6 +143,8 @@ class AdversarialHook(TrainingHook):
     figures (METRICS) over the epoch's adversarial steps."""
 
     key = "adversarial"
+    # Its discriminator would need its own DistributedDataParallel and per-process latent draws.
+    not_distributed = "train.adversarial: the discriminator's step (weight > 0)"
     METRICS = ("d_loss", "d_real", "d_fake", "g_adv")
 
     def __init__(self, step: AdversarialStep, settings: AdversarialParams):

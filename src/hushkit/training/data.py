@@ -14,11 +14,12 @@ from hushkit.io import read_table
 
 class TrainingSource(Protocol):
     """Where training batches come from: the batch of global step `step` (a source that is not seeded by the step
-    draws from `rng`, the trainer's generator, whose state a resumed run restores)."""
+    draws from `rng`, the trainer's generator, whose state a resumed run restores). `part` picks examples of that
+    batch (a process's share under torchrun); whatever the part, `rng` advances as for the whole batch."""
 
-    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator
+    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator, part: slice = slice(None)
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(noisy, clean), each (batch_size, segment) float32."""
+        """(noisy, clean), each (examples in part, segment) float32."""
         ...
 
     def prepare_batch(self, batch_size: int, segment: int, seed: int) -> torch.Tensor:
@@ -62,11 +63,12 @@ class PackedSplit:
         pairs = [self.crop(int(r), segment, rng) for r in rows]
         return np.stack([p[1] for p in pairs]), np.stack([p[0] for p in pairs])  # noisy, clean
 
-    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator
+    def batch(self, step: int, batch_size: int, segment: int, rng: np.random.Generator, part: slice = slice(None)
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A TrainingSource over these fixed pairs (`mixing: fixed`): random crops of random pairs, from `rng`."""
+        """A TrainingSource over these fixed pairs (`mixing: fixed`): random crops of random pairs, from `rng`
+        (the whole batch is drawn, so every part leaves `rng` as the whole batch does)."""
         noisy, clean = self.random_batch(batch_size, segment, rng)
-        return torch.from_numpy(noisy), torch.from_numpy(clean)
+        return torch.from_numpy(noisy[part]), torch.from_numpy(clean[part])
 
     def prepare_batch(self, batch_size: int, segment: int, seed: int) -> torch.Tensor:
         return torch.from_numpy(self.random_batch(batch_size, segment, np.random.default_rng(seed))[0])

@@ -14,7 +14,8 @@ and every epoch `on_epoch_start(epoch)`, then `on_epoch_end(epoch, model)`, whos
 (`describe` adds them to the epoch's line). `lr_scheduler` takes over the LR schedule while set (SWA's SWALR);
 `averaged_model()` is validated and kept instead of the trained weights when set. `notes(epochs)` are said once
 before training. A hook's `state_dict()` is saved under its `key` in the resumable state and restored by
-`load_state_dict` before the optimizer's own state (which then restores the LR exactly).
+`load_state_dict` before the optimizer's own state (which then restores the LR exactly). Under torchrun every
+process runs every hook alike on identical weights; a hook that cannot says so in `not_distributed`.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class Batch(NamedTuple):
 
 class TrainingHook:
     key: str = ""  # its name in Trainer.hooks and in the resumable state
+    # Set (naming the setting, "train.x: what") by a hook that cannot train under torchrun: the Trainer refuses it.
+    not_distributed: str = ""
 
     def notes(self, epochs: int) -> list[str]:
         return []

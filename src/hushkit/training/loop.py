@@ -1,6 +1,7 @@
 """The training loop: AdamW under a selectable LR schedule, optional mixup, early stopping, gradient-norm logging,
 best-on-validation weights and a resumable state saved every few epochs. Weight averaging (EMA or SWA), the
-adversarial step of models with a discriminator and mixed precision plug in as hooks (hushkit.training.hooks)."""
+adversarial step of models with a discriminator and mixed precision plug in as hooks (hushkit.training.hooks).
+Under torchrun, every process trains on its part of each batch (hushkit.training.distributed)."""
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hushkit.config import TrainConfig
 from hushkit.training.data import PackedSplit, TrainingSource
+from hushkit.training.distributed import Processes
 from hushkit.training.hooks import Batch, TrainingHook, training_hooks
 from hushkit.training.losses import combined_loss
 from hushkit.training.schedules import make_scheduler
@@ -73,6 +75,10 @@ class Trainer:
     With a `state_path`, every `config.checkpoint_every`-th epoch saves the whole training state there, and `fit()`
     continues from a state saved under the same `fingerprint` (the caller's hash of settings and data) to the same
     final weights as an uninterrupted run. The caller deletes the file once it has what it needs.
+
+    `processes` (hushkit.training.distributed.torchrun_processes) are the processes training together: each draws
+    the same global batch of `config.batch_size` and trains on its part; rank 0 alone validates (its figure goes
+    to all), reports (`on_epoch`, the progress bar) and saves the state, which every process loads on resume.
     """
 
     def __init__(
@@ -85,10 +91,16 @@ class Trainer:
         on_epoch: Callable[[dict[str, float], int], None] = lambda metrics, epoch: None,
         state_path: Path | None = None,
         fingerprint: str = "",
+        processes: Processes = Processes(),
     ):
         if config.segment is None:
             raise ValueError("TrainConfig.segment (samples per training crop) is not set")
+        processes.check_batch_size(config.batch_size)
         self.model, self.train, self.val, self.config, self.device = model.to(device), train, val, config, device
+        self.processes = processes
+        # What the training step runs: the model, or DDP around it (which makes every process's weights rank 0's,
+        # so before anything copies them).
+        self.trained_model = processes.wrap(self.model)
         self.on_epoch = on_epoch
         self.state_path = Path(state_path) if state_path is not None else None
         # The config is part of what a saved state must match: resuming under other settings is never exact.
@@ -99,6 +111,11 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         # Built after the model is on its device and the optimizer exists (SWA's schedule steps it).
         self.hooks: dict[str, TrainingHook] = training_hooks(self.model, self.optimizer, config, device)
+        if processes.distributed:
+            for hook in self.hooks.values():
+                if hook.not_distributed:
+                    raise ValueError(f"{hook.not_distributed} does not run under torchrun yet: train this "
+                                     f"architecture in one process")
         es = config.early_stopping
         self.early_stopping = EarlyStopping(es.patience, es.min_delta)
         self.stopped_epoch: int | None = None  # the epoch early stopping ended the run at
@@ -118,7 +135,7 @@ class Trainer:
         with contextlib.ExitStack() as stack:
             for hook in hooks:
                 stack.enter_context(hook.forward_context())
-            enhanced = self.model(noisy)
+            enhanced = self.trained_model(noisy)
         enhanced = enhanced.float()  # the losses (torch.stft among them) run in float32 (a no-op when it is)
         reconstruction = self.loss_fn(enhanced, clean)
         loss = reconstruction
@@ -157,10 +174,11 @@ class Trainer:
         cfg = self.config
         columns = (TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
-        with Progress(*columns, transient=False) as progress:
-            # One line per message whatever the terminal's width: logs stay grep-able.
+        with Progress(*columns, transient=False, disable=not self.processes.is_main) as progress:
+            # One line per message whatever the terminal's width: logs stay grep-able. Rank 0 alone speaks.
             def say(text: str) -> None:
-                progress.console.print(text, soft_wrap=True)
+                if self.processes.is_main:
+                    progress.console.print(text, soft_wrap=True)
 
             for hook in self.hooks.values():
                 for note in hook.notes(cfg.epochs):
@@ -186,12 +204,7 @@ class Trainer:
         started = time.perf_counter()
         losses, norms = [], []
         for index in range(cfg.steps_per_epoch):
-            step = (epoch - 1) * cfg.steps_per_epoch + index
-            noisy, clean = self.train.batch(step, cfg.batch_size, cfg.segment, self.rng)
-            noisy, clean = noisy.to(self.device), clean.to(self.device)
-            if cfg.mixup_alpha > 0:
-                noisy, clean = mixup(noisy, clean, cfg.mixup_alpha, self.rng)
-            loss, norm = self.train_step(noisy, clean)
+            loss, norm = self.train_step(*self._batch((epoch - 1) * cfg.steps_per_epoch + index))
             losses.append(loss)
             norms.append(norm)
             progress.update(task, advance=1, loss=float(np.mean(losses)))
@@ -199,8 +212,8 @@ class Trainer:
         for hook in self.hooks.values():  # before validation: an average of this epoch's weights is validated
             from_hooks.update(hook.on_epoch_end(epoch, self.model))
         metrics = {
-            "train_loss": float(np.mean(losses)),
-            "val_loss": self.validate(),
+            "train_loss": self.processes.average(float(np.mean(losses))),  # every part is as large
+            "val_loss": self.processes.from_main(self.validate),
             "grad_norm_mean": float(np.mean(norms)),
             "grad_norm_min": float(np.min(norms)),
             "grad_norm_max": float(np.max(norms)),
@@ -209,6 +222,17 @@ class Trainer:
         }
         metrics["epoch_seconds"] = time.perf_counter() - started
         return metrics
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's part of global step `step`'s batch (all of it in a single process), on the device."""
+        cfg = self.config
+        part = self.processes.part(cfg.batch_size)
+        if cfg.mixup_alpha > 0:  # mixup pairs examples across the whole batch: every process mixes all of it
+            noisy, clean = self.train.batch(step, cfg.batch_size, cfg.segment, self.rng)
+            noisy, clean = mixup(noisy.to(self.device), clean.to(self.device), cfg.mixup_alpha, self.rng)
+            return noisy[part], clean[part]
+        noisy, clean = self.train.batch(step, cfg.batch_size, cfg.segment, self.rng, part=part)
+        return noisy.to(self.device), clean.to(self.device)
 
     def _finish_epoch(self, epoch: int, metrics: dict[str, float], say: Callable[[str], None]) -> None:
         cfg = self.config
@@ -235,6 +259,8 @@ class Trainer:
             say(f"early stopping after epoch {epoch}: validation loss has not improved by more than "
                 f"{cfg.early_stopping.min_delta} for {self.early_stopping.stale_epochs} epochs "
                 f"(best {self.best_val:.4f})")
+        if not self.processes.is_main:
+            return
         # Report first, then save: every saved epoch has been reported, and a kill in between repeats the epoch.
         self.on_epoch(metrics, epoch)
         if self.state_path is not None and cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
@@ -251,7 +277,8 @@ class Trainer:
             # Batches, crops and mixup draw from the numpy generator; dropout and SEGAN's latent from torch's.
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            # The training device's alone: under torchrun every process's GPU draws what rank 0's drew.
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history,
             "best_val": self.best_val,
             "best_state": self.best_state,
@@ -262,6 +289,9 @@ class Trainer:
     def _resume(self, say: Callable[[str], None]) -> int:
         """Load the saved state if it belongs to this run; returns the last finished epoch (0: a fresh start)."""
         state = load_training_state(self.state_path, self.fingerprint, log=say)
+        self.processes.check_same(0 if state is None else state["epoch"], "the epoch to resume from",
+                                  f"every process must read the same {self.state_path} (on several hosts, from a "
+                                  "filesystem they share)")
         if state is None:
             return 0
         self.model.load_state_dict(state["model"])
@@ -272,7 +302,7 @@ class Trainer:
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history, self.best_val, self.best_state = state["history"], state["best_val"], state["best_state"]
         self.early_stopping = EarlyStopping(**state["early_stopping"])
         self.stopped_epoch = state["stopped_epoch"]

@@ -15,7 +15,7 @@ import torch
 from hushkit.io import atomic_path
 
 # Bumped whenever the state's layout changes: an older file is then ignored instead of half-loaded.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def save_training_state(path: Path, fingerprint: str, state: dict[str, Any]) -> None:
