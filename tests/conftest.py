@@ -37,6 +37,21 @@ def run_command(cmd: list[str], cwd: Path, env: dict, check: bool = True,
     return proc
 
 
+def dvc_output_hashes(repo: Path) -> dict[str, str]:
+    """sha256 of every file of every DVC output (dvc.lock's outs; a folder: each file in it), by path."""
+    import hashlib
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    hashes = {}
+    for stage in lock.values():
+        for out in stage.get("outs", []):
+            path = repo / out["path"]
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    hashes[file.relative_to(repo).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return hashes
+
+
 def pipeline_repo(target: Path, params: dict) -> tuple[Path, dict]:
     """A git repository at `target` holding a copy of this working tree with `params` as its params.yaml, and the
     environment to run dvc there: no MLflow store from outside, telemetry off, this interpreter's bin/ first."""

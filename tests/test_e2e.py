@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tests.conftest import pipeline_repo, run_command
+from tests.conftest import dvc_output_hashes, pipeline_repo, run_command
 from tests.pipelines.conftest import flow_artifacts, flow_result, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,21 +231,6 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     assert set(json.loads(run(["dvc", "status", "--json"], repo, env).stdout)) <= {"scan"}
 
 
-def _output_hashes(repo: Path) -> dict[str, str]:
-    """sha256 of every file of every DVC output (dvc.lock's outs; a folder: each file in it), by path."""
-    import hashlib
-
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    hashes = {}
-    for stage in lock.values():
-        for out in stage.get("outs", []):
-            path = repo / out["path"]
-            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-                if file.is_file():
-                    hashes[file.relative_to(repo).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
-    return hashes
-
-
 def test_the_same_inputs_give_byte_identical_outputs(repo, tiny_params):
     """Every kind of stage run again on the same inputs (`dvc repro --force`) writes every output byte for byte as
     before, so identical results never look changed to `dvc repro`, `dvc status` or `dvc exp`. Timings, MLflow run ids
@@ -255,13 +240,13 @@ def test_the_same_inputs_give_byte_identical_outputs(repo, tiny_params):
     repo, env = repo
     lock_outs = lambda: {name: [(o["path"], o["md5"]) for o in stage.get("outs", [])]  # noqa: E731
                          for name, stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()}
-    before, outs_before = _output_hashes(repo), lock_outs()
+    before, outs_before = dvc_output_hashes(repo), lock_outs()
     every_kind = [name for name in stage_names(tiny_params) if "@" not in name or name.startswith("baseline@")
                   or name.endswith("@crced")]
     out = run(["dvc", "repro", "--force", "--single-item", *every_kind], repo, env).stdout
     assert sorted(line for line in out.splitlines() if line.startswith("Running stage")) == sorted(
         f"Running stage '{name}':" for name in every_kind)
-    after = _output_hashes(repo)
+    after = dvc_output_hashes(repo)
     assert set(after) == set(before)
     assert sorted(path for path in before if before[path] != after[path]) == []
     assert lock_outs() == outs_before

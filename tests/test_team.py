@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import yaml
 
 from hushkit.registry import CHALLENGER, CHAMPION, REGISTERED_MODEL
-from tests.conftest import pipeline_repo, run_command as run
+from tests.conftest import dvc_output_hashes, pipeline_repo, run_command as run
 
 # the tiny pipeline runs in the module fixture: minutes idle, many more on a busy machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -29,19 +28,6 @@ ARCH = "crced"
 def commit(repo: Path, env: dict, message: str) -> None:
     run(["git", "add", "-A"], repo, env)
     run(["git", *GIT_USER, "commit", "-qm", message], repo, env)
-
-
-def outputs(repo: Path) -> dict[str, bytes]:
-    """Every file of every DVC output (dvc.lock's outs), by path: what `dvc pull` has to bring back."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    found = {}
-    for stage in lock.values():
-        for out in stage.get("outs", []):
-            path = repo / out["path"]
-            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-                if file.is_file():
-                    found[file.relative_to(repo).as_posix()] = file.read_bytes()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +103,9 @@ def test_runs_and_models_live_on_the_postgres_backed_server(team, postgres_datab
 def test_a_fresh_clone_pulls_from_the_ssh_remote_and_reruns_nothing(team):
     first, second, logs = team["first"], team["second"], team["logs"]
     assert list(team["remote"].rglob("*")), "dvc push left the SSH remote empty"
-    pushed = outputs(first)
+    pushed = dvc_output_hashes(first)
     assert f"data/train/{ARCH}/model.pt" in pushed and "data/summary/leaderboard.md" in pushed
-    assert outputs(second) == pushed   # every output, byte for byte
+    assert dvc_output_hashes(second) == pushed   # every output, byte for byte
     assert set(json.loads(logs["status"])) <= {"scan"}, logs["status"]   # scan lists its folders on every run
     assert [line for line in logs["repro again"].splitlines() if line.startswith("Running stage")] == [
         "Running stage 'scan':"], logs["repro again"]
