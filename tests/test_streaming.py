@@ -59,6 +59,18 @@ def test_streaming_equals_offline_for_any_chunking(name, kwargs):
         assert np.abs(stream_enhance(model, audio[:, :length], 100) - _offline(model, audio[:, :length])).max() <= ATOL
 
 
+@pytest.mark.parametrize("name", ["crced", "gtcrn"])
+def test_streaming_with_an_attenuation_limit_equals_offline(name):
+    model = _trained_like(name)
+    audio = _speechlike(12000)
+    unlimited = _offline(model, audio)
+    model.set_attenuation_limit(10.0)
+    expected = _offline(model, audio)
+    assert np.abs(expected - unlimited).max() > 10 * ATOL
+    for chunk in (160, 1001):
+        assert np.abs(stream_enhance(model, audio, chunk) - expected).max() <= ATOL, chunk
+
+
 def test_fixed_latency_same_size_chunks_and_reuse():
     model = _trained_like("crnn")
     streamer = StreamingEnhancer(model)

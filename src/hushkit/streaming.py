@@ -86,8 +86,9 @@ class StreamingStep(nn.Module):
         segment = torch.cat([input_history, samples], dim=1)  # frame k ends with hop block k
         input_history = segment[:, segment.shape[1] - overlap :]
         spec = F.conv1d(segment[:, None], model.stft.basis, stride=hop)
-        real, imag, model_state = model.enhance_spectrum_step(spec[:, : model.n_bins], spec[:, model.n_bins :],
-                                                              list(model_state))
+        noisy_real, noisy_imag = spec[:, : model.n_bins], spec[:, model.n_bins :]
+        real, imag, model_state = model.enhance_spectrum_step(noisy_real, noisy_imag, list(model_state))
+        real, imag = model.limit_attenuation(real, noisy_real), model.limit_attenuation(imag, noisy_imag)
         wave = F.conv_transpose1d(torch.cat([real, imag], dim=1), model.istft.basis, stride=hop)[:, 0]
         wave = torch.cat([wave[:, :overlap] + output_tail, wave[:, overlap:]], dim=1)
         output = wave[:, : frames * hop] / self.norm.repeat(frames)

@@ -131,3 +131,37 @@ def test_save_refuses_what_would_not_load(tmp_path):
     path = save_checkpoint(tmp_path / "model.pt", model, where=Path("/x"), curve=np.arange(3.0))
     _, meta = load_checkpoint(path)
     assert meta["where"] == "/x" and torch.equal(meta["curve"], torch.arange(3.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_an_attenuation_limit_mixes_the_input_back_and_is_recorded(tmp_path, name):
+    model, _ = _trained_a_little(name, {})
+    x = 0.1 * torch.randn(2, 6000)
+    with torch.no_grad():
+        unlimited = model(x)
+        model.set_attenuation_limit(20.0)  # the input mixed back in at -20 dB: a tenth of it
+        limited = model(x)
+    assert model.attenuation_limit_db == pytest.approx(20.0)
+    assert torch.allclose(limited, unlimited + 0.1 * (x - unlimited), atol=1e-5)
+    loaded, meta = load_checkpoint(save_checkpoint(tmp_path / "model.pt", model))
+    assert meta["attenuation_limit_db"] == pytest.approx(20.0) and loaded.attenuation_limit_db == pytest.approx(20.0)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), limited)
+    model.set_attenuation_limit(None)
+    with torch.no_grad():
+        assert torch.equal(model(x), unlimited)
+
+
+@pytest.mark.parametrize("bad", [0.0, -3.0, float("inf"), float("nan")])
+def test_an_attenuation_limit_must_be_positive_and_finite(bad):
+    with pytest.raises(ValueError, match="attenuation limit must be a positive number of dB"):
+        build_model("crced").set_attenuation_limit(bad)
+
+
+def test_a_bad_recorded_attenuation_limit_names_the_file(tmp_path):
+    path = save_checkpoint(tmp_path / "model.pt", build_model("crced"))
+    payload = torch.load(path, weights_only=True)
+    payload["attenuation_limit_db"] = -1.0
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=r"model\.pt: bad attenuation_limit_db"):
+        load_checkpoint(path)

@@ -87,3 +87,20 @@ def test_streaming_step_export_refuses_offline_models(tmp_path):
     with pytest.raises(ValueError, match="cannot stream"):
         export_streaming_step(trained_like("densenet"), tmp_path / "step.onnx")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "gtcrn"])
+def test_an_attenuation_limit_is_part_of_both_graphs(tmp_path, name):
+    """The limit (the noisy input mixed back in) is in the exported graph, offline and, where the model streams,
+    in the one-hop step: both still equal the torch model with the limit."""
+    model = trained_like(name)
+    model.set_attenuation_limit(12.0)
+    audio = (0.1 * np.random.default_rng(2).standard_normal((2, 12001))).astype(np.float32)
+    assert onnx_parity(model, export_onnx(model, tmp_path / "model.onnx"), audio) <= ATOL
+    with torch.no_grad():
+        unlimited = trained_like(name)(torch.from_numpy(audio)).numpy()
+        limited = model(torch.from_numpy(audio)).numpy()
+    assert np.abs(limited - unlimited).max() > 10 * ATOL  # the limit changed the output: the check above means it
+    if name in streaming_models():
+        got = run_streaming_step(export_streaming_step(model, tmp_path / "step.onnx"), audio)
+        assert np.abs(got - limited).max() <= ATOL

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hushkit.config.schema import (
-    ParamsError, Section, above, at_least, derived, nonempty, one_of, param, within,
+    ParamsError, Rule, Section, above, at_least, derived, nonempty, one_of, param, within,
 )
 
 SCHEDULES = ("constant", "cosine", "step", "onecycle")  # hushkit.training.schedules
@@ -102,6 +102,23 @@ class ReverbParams(Section):
 
 
 @dataclass(frozen=True)
+class AttenuationLimitParams(Section):
+    """`attenuation_limit`: how far the trained model may attenuate its input (hushkit.training.calibration).
+    `db`: null (no limit), a number of dB, or `auto`: chosen after training on up to `utterances` validation
+    utterances, the weakest of none and `choices_db` whose STOI beats the noisy input's by `stoi_margin`."""
+
+    db: float | str | None = param(None, rule=Rule(lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
+                                                  "be `auto`, a number of dB > 0 or null"))
+    choices_db: list[float] = param(factory=lambda: [20.0, 15.0, 10.0])
+    stoi_margin: float = param(0.01, rule=at_least(0))
+    utterances: int = param(48, rule=at_least(1))
+
+    def check(self) -> None:
+        if not self.choices_db or any(db <= 0 for db in self.choices_db):
+            raise ParamsError("choices_db", f" must list numbers of dB > 0, got {self.choices_db}")
+
+
+@dataclass(frozen=True)
 class DynamicMixingParams(Section):
     """`dynamic_mixing`: the distributions each dynamically mixed example is drawn from (hushkit.training.dynamic)."""
 
@@ -151,6 +168,7 @@ class TrainConfig(Section):
     segment_seconds: float | None = param(None, rule=above(0, note="or null: features.segment_seconds"))
     mixing: str = param("fixed", rule=one_of(*MIXING_MODES))  # dynamic: fresh mixtures every step
     dynamic_mixing: DynamicMixingParams = param(factory=DynamicMixingParams)
+    attenuation_limit: AttenuationLimitParams = param(factory=AttenuationLimitParams)
     threads: int | None = param(None, rule=at_least(1))  # torch threads (null: the machine's default)
     cpu_isa: str = "native"  # the CPU instruction set the kernels may use (hushkit.training.determinism)
     segment: int | None = derived(None)  # samples per training crop

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 import torch
@@ -133,11 +134,33 @@ class Denoiser(nn.Module):
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.sample_rate = int(sample_rate)
+        # The share of the noisy input mixed back into the output (0: none); see set_attenuation_limit.
+        self.dry_gain = 0.0
 
     @property
     def algorithmic_latency_samples(self) -> int:
         """Samples an output sample waits for (window length and look-ahead), for a streaming implementation."""
         raise NotImplementedError(f"{type(self).__name__} must define algorithmic_latency_samples")
+
+    @property
+    def attenuation_limit_db(self) -> float | None:
+        """The most the model attenuates its input, in dB (None: no limit)."""
+        return None if self.dry_gain == 0 else -20.0 * math.log10(self.dry_gain)
+
+    def set_attenuation_limit(self, db: float | None) -> None:
+        """Limit the attenuation to `db` (None: no limit) by mixing the noisy input back in at -`db` dB, as
+        DeepFilterNet's attenuation limit does: where a model would suppress speech together with the noise, the
+        input shows through. Not a weight (training is unaffected); the checkpoint records it."""
+        if db is not None and not (math.isfinite(db) and db > 0):
+            raise ValueError(f"attenuation limit must be a positive number of dB or None, got {db}")
+        self.dry_gain = 0.0 if db is None else 10.0 ** (-db / 20.0)
+
+    def limit_attenuation(self, enhanced: Tensor, noisy: Tensor) -> Tensor:
+        """`enhanced` with the noisy input mixed back in at the attenuation limit (waveforms or spectra alike:
+        the mix is linear, so it commutes with the STFT)."""
+        if self.dry_gain == 0:
+            return enhanced
+        return enhanced + self.dry_gain * (noisy - enhanced)
 
     @property
     def num_parameters(self) -> int:
@@ -264,7 +287,9 @@ class SpectralMaskDenoiser(Denoiser):
         squeeze = noisy.dim() == 1
         if squeeze:
             noisy = noisy[None]
-        real, imag = self.enhance_spectrum(*self.stft(noisy))
+        noisy_real, noisy_imag = self.stft(noisy)
+        real, imag = self.enhance_spectrum(noisy_real, noisy_imag)
+        real, imag = self.limit_attenuation(real, noisy_real), self.limit_attenuation(imag, noisy_imag)
         enhanced = self.istft(real, imag, noisy.shape[-1])
         return enhanced[0] if squeeze else enhanced
 
@@ -332,5 +357,5 @@ class FilterbankDenoiser(Denoiser):
         x, gain = self.normalise_level(noisy)
         coefficients = self.encode(x[:, None])
         enhanced = self.combine(coefficients, self.masker(self.input_norm(coefficients)))
-        out = self.restore_level(self.decode(enhanced, samples), gain)
+        out = self.limit_attenuation(self.restore_level(self.decode(enhanced, samples), gain), noisy)
         return out[0] if squeeze else out

@@ -3,7 +3,8 @@
 Payload (a plain dict, written atomically with ``torch.save``)::
 
     {"format": "hushkit-checkpoint/1", "model": name, "args": model.config, "state_dict": ...,
-     "sample_rate": int, "versions": {"hushkit", "torch", "numpy", "python"}, **extra}
+     "sample_rate": int, "attenuation_limit_db": float or None, "versions": {"hushkit", "torch", "numpy",
+     "python"}, **extra}
 
 The train stage adds `environment` (hushkit.training.determinism.environment(): CPU, threads, kernel caps, MKL and
 oneDNN builds), so a checkpoint that differs from another's can be explained.
@@ -30,6 +31,8 @@ from hushkit.models.base import Denoiser, build_model
 
 FORMAT = "hushkit-checkpoint/1"
 RESERVED = ("format", "model", "args", "state_dict", "sample_rate", "versions")
+# Entries a checkpoint may lack (files written before they existed read as their default).
+OPTIONAL = ("attenuation_limit_db",)
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -59,15 +62,16 @@ def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> P
     """Write `model` (and any `extra` entries: epoch, optimizer state, metrics, ...) to `path` atomically."""
     if not isinstance(model, Denoiser) or not model.name:
         raise TypeError(f"save_checkpoint needs a registered Denoiser, got {type(model).__name__}")
-    clash = sorted(set(extra) & set(RESERVED))
+    clash = sorted(set(extra) & {*RESERVED, *OPTIONAL})
     if clash:
-        raise ValueError(f"extra checkpoint entries {clash} would overwrite reserved keys {list(RESERVED)}")
+        raise ValueError(f"extra checkpoint entries {clash} would overwrite reserved keys {[*RESERVED, *OPTIONAL]}")
     payload = {
         "format": FORMAT,
         "model": model.name,
         "args": _plain(model.config, "args"),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
         "sample_rate": int(model.sample_rate),
+        "attenuation_limit_db": model.attenuation_limit_db,
         "versions": {"hushkit": str(hushkit.__version__), "torch": str(torch.__version__),
                      "numpy": np.__version__, "python": platform.python_version()},
         **{key: _plain(value, repr(key)) for key, value in extra.items()},
@@ -123,6 +127,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple
     if model.sample_rate != payload["sample_rate"]:
         raise ValueError(f"{path}: sample_rate {payload['sample_rate']} disagrees with the model's "
                          f"{model.sample_rate}")
+    try:
+        model.set_attenuation_limit(payload.get("attenuation_limit_db"))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: bad attenuation_limit_db: {err}") from err
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         model.to(map_location)
     model.eval()

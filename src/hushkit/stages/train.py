@@ -27,6 +27,7 @@ import torch
 from hushkit import tracking
 from hushkit.checks import array_stats, suites, validate
 from hushkit.config import TrainConfig, TrainParams
+from hushkit.config.train import AttenuationLimitParams
 from hushkit.inference import enhance_waveform
 from hushkit.audio import write_audio
 from hushkit.io import sha256_file, write_json, write_table
@@ -35,6 +36,7 @@ from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
 from hushkit.timing import write_timing
+from hushkit.training.calibration import choose_attenuation_limit
 from hushkit.training.data import PackedSplit
 from hushkit.training.determinism import environment, pin_cpu
 from hushkit.training.distributed import Processes, torchrun_processes
@@ -78,6 +80,17 @@ def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
     blob = json.dumps(settings, sort_keys=True) + sha256_file(features / "train" / "index.csv") + \
         sha256_file(features / "summary.json")
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def attenuation_limit(model, val: PackedSplit, settings: AttenuationLimitParams) -> float | None:
+    """Set `model`'s attenuation limit as `settings` say (`auto`: chosen on validation STOI) and return it."""
+    if settings.db == "auto":
+        choice = choose_attenuation_limit(model, val, settings.choices_db, settings.stoi_margin, settings.utterances)
+        print(f"{model.name}: {choice.describe()}")
+        model.set_attenuation_limit(choice.limit_db)
+    else:
+        model.set_attenuation_limit(settings.db)
+    return model.attenuation_limit_db
 
 
 def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, rirs: Path | None = None,
@@ -153,8 +166,10 @@ def train_and_record(settings: dict[str, Any], config: TrainConfig, processes: P
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         train_seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_val_loss": trainer.best_val, "train_seconds": train_seconds})
-        log_audio_examples(mlflow, model, val, rate, config.audio_examples)
         model = model.cpu().eval()
+        limit = attenuation_limit(model, val, config.attenuation_limit)
+        mlflow.set_tag("attenuation_limit_db", "none" if limit is None else f"{limit:g}")
+        log_audio_examples(mlflow, model, val, rate, config.audio_examples)
         save_checkpoint(out / "model.pt", model, epoch=len(history), best_val_loss=trainer.best_val,
                         train_params=settings, environment=machine)
         mlflow.set_tag(tracking.CHECKPOINT_TAG, sha256_file(out / "model.pt"))
@@ -162,7 +177,8 @@ def train_and_record(settings: dict[str, Any], config: TrainConfig, processes: P
         epochs = pd.DataFrame(history)
         write_table(out / "history.csv", epochs.drop(columns=["epoch_seconds"], errors="ignore"))
         write_json(out / "metrics.json", {"best_val_loss": round(trainer.best_val, 6), "n_params": n_params,
-                                          "gmacs_per_second": round(macs / 1e9, 4), "epochs": len(history)})
+                                          "gmacs_per_second": round(macs / 1e9, 4), "epochs": len(history),
+                                          "attenuation_limit_db": limit})
         write_timing(out, {"train_seconds": round(train_seconds, 1), "device": str(device),
                            "epoch_seconds": [round(float(v), 2) for v in epochs.get("epoch_seconds", [])],
                            "mlflow_run_id": run.info.run_id})
