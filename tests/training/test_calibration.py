@@ -48,28 +48,29 @@ def _model(wrecking: bool):
     return model
 
 
-def test_a_model_that_loses_intelligibility_gets_the_strongest_helpful_limit():
+def test_a_model_that_loses_intelligibility_gets_the_limit_that_keeps_the_most():
     model = _model(wrecking=True)
-    choice = choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], stoi_margin=0.5, utterances=8)
+    choice = choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], stoi_tolerance=0.0, utterances=8)
     means = choice.stoi
     assert list(means) == ["none", "20", "10", "6"]  # weakest first
     assert means["none"] < means["20"] < means["10"] < means["6"]  # more of the input, more intelligible
-    assert choice.limit_db == 6.0 and choice.utterances == 3  # no choice beats noisy by 0.5: the most intelligible
+    assert choice.limit_db == 6.0 and choice.utterances == 3
     assert model.attenuation_limit_db is None  # choosing leaves the model as it was
     assert "attenuation limit 6 dB" in choice.describe()
 
 
-def test_the_weakest_limit_that_keeps_intelligibility_is_chosen():
+def test_the_weakest_limit_within_the_tolerance_of_the_best_is_chosen():
     model = _model(wrecking=True)
-    means = choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], stoi_margin=0.5, utterances=8).stoi
-    noisy = choose_attenuation_limit(model, _split(), [20.0], stoi_margin=0.0, utterances=8).noisy_stoi
-    # A margin that only the 10-dB and 6-dB limits clear picks 10 dB, the weaker of the two.
-    margin = (means["20"] + means["10"]) / 2 - noisy
-    assert choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], margin, utterances=8).limit_db == 10.0
+    means = choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], 0.0, utterances=8).stoi
+    # A tolerance that the 10-dB limit meets and the 20-dB one does not picks 10 dB, the weaker of 10 and 6.
+    tolerance = means["6"] - (means["20"] + means["10"]) / 2
+    assert choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], tolerance, utterances=8).limit_db == 10.0
+    assert choose_attenuation_limit(model, _split(), [20.0, 10.0, 6.0], 1.0, utterances=8).limit_db is None
 
 
-def test_no_limit_where_the_model_is_already_as_intelligible_as_asked():
-    choice = choose_attenuation_limit(_model(wrecking=False), _split(), [20.0, 10.0], stoi_margin=0.0, utterances=2)
+def test_no_limit_where_the_model_keeps_intelligibility_without_one():
+    choice = choose_attenuation_limit(_model(wrecking=False), _split(), [20.0, 10.0], stoi_tolerance=0.0,
+                                      utterances=2)
     assert choice.limit_db is None and choice.utterances == 2
     assert choice.stoi["none"] == pytest.approx(choice.noisy_stoi)
 
@@ -77,13 +78,13 @@ def test_no_limit_where_the_model_is_already_as_intelligible_as_asked():
 def test_the_model_keeps_a_limit_it_already_had():
     model = _model(wrecking=True)
     model.set_attenuation_limit(15.0)
-    choose_attenuation_limit(model, _split(), [20.0], stoi_margin=0.0, utterances=1)
+    choose_attenuation_limit(model, _split(), [20.0], stoi_tolerance=0.0, utterances=1)
     assert model.attenuation_limit_db == pytest.approx(15.0)
     assert isinstance(model, FilterbankDenoiser)
 
 
 @pytest.mark.parametrize("bad,key", [("sometimes", "db"), (0, "db"), (-6.0, "db"), ([], "choices_db"),
-                                     ([20.0, 0.0], "choices_db"), (-0.1, "stoi_margin")])
+                                     ([20.0, 0.0], "choices_db"), (-0.1, "stoi_tolerance")])
 def test_bad_attenuation_limit_params_name_the_key(bad, key):
     with pytest.raises(ParamsError, match=rf"train\.common\.attenuation_limit\.{key}"):
         AttenuationLimitParams.parse({key: bad}, "train.common.attenuation_limit")

@@ -105,12 +105,12 @@ class ReverbParams(Section):
 class AttenuationLimitParams(Section):
     """`attenuation_limit`: how far the trained model may attenuate its input (hushkit.training.calibration).
     `db`: null (no limit), a number of dB, or `auto`: chosen after training on up to `utterances` validation
-    utterances, the weakest of none and `choices_db` whose STOI beats the noisy input's by `stoi_margin`."""
+    utterances, the weakest of none and `choices_db` whose STOI is within `stoi_tolerance` of the best of them."""
 
     db: float | str | None = param(None, rule=Rule(lambda v: v == "auto" or (not isinstance(v, str) and v > 0),
                                                   "be `auto`, a number of dB > 0 or null"))
     choices_db: list[float] = param(factory=lambda: [20.0, 15.0, 10.0])
-    stoi_margin: float = param(0.01, rule=at_least(0))
+    stoi_tolerance: float = param(0.002, rule=at_least(0))
     utterances: int = param(48, rule=at_least(1))
 
     def check(self) -> None:

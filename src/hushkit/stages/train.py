@@ -85,7 +85,8 @@ def resume_fingerprint(settings: dict[str, Any], features: Path) -> str:
 def attenuation_limit(model, val: PackedSplit, settings: AttenuationLimitParams) -> float | None:
     """Set `model`'s attenuation limit as `settings` say (`auto`: chosen on validation STOI) and return it."""
     if settings.db == "auto":
-        choice = choose_attenuation_limit(model, val, settings.choices_db, settings.stoi_margin, settings.utterances)
+        choice = choose_attenuation_limit(model, val, settings.choices_db, settings.stoi_tolerance,
+                                          settings.utterances)
         print(f"{model.name}: {choice.describe()}")
         model.set_attenuation_limit(choice.limit_db)
     else:

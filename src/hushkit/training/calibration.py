@@ -2,10 +2,11 @@
 
 A denoiser that suppresses speech along with the noise costs intelligibility: its STOI falls below the noisy
 input's even where its PESQ rises. Mixing the input back in at -L dB bounds how far it can suppress
-(``Denoiser.set_attenuation_limit``, as DeepFilterNet's attenuation limit). After training, the train stage tries no
-limit, then each of ``choices_db`` from the weakest (largest L) to the strongest, on validation utterances, and keeps
-the first whose mean STOI beats the noisy input's by ``stoi_margin``; where none does, the one with the highest STOI.
-The weights are the same whatever the choice: training never sees the limit.
+(``Denoiser.set_attenuation_limit``, as DeepFilterNet's attenuation limit). After training, the train stage scores
+no limit and each of ``choices_db`` on validation utterances and keeps the weakest (no limit first, then the
+largest L) whose mean STOI is within ``stoi_tolerance`` of the best of them: the model gives up no intelligibility
+a limit would keep, and no more of its noise reduction than that takes. The weights are the same whatever the
+choice: training never sees the limit.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _spread(count: int, wanted: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def choose_attenuation_limit(model: Denoiser, val: PackedSplit, choices_db: list[float], stoi_margin: float,
+def choose_attenuation_limit(model: Denoiser, val: PackedSplit, choices_db: list[float], stoi_tolerance: float,
                              utterances: int) -> LimitChoice:
     """Pick `model`'s attenuation limit on up to `utterances` validation utterances (see the module docstring).
     The model's own limit is left as it was; the caller sets the choice."""
@@ -72,6 +73,6 @@ def choose_attenuation_limit(model: Denoiser, val: PackedSplit, choices_db: list
         raise ValueError("choosing an attenuation limit needs at least one validation utterance")
     means = {name: float(np.mean(values)) for name, values in scores.items()}
     noisy_mean = float(np.mean(noisy_scores))
-    passing = [db for db in candidates if means[_label(db)] >= noisy_mean + stoi_margin]
-    chosen = passing[0] if passing else max(candidates, key=lambda db: means[_label(db)])
+    best = max(means.values())
+    chosen = next(db for db in candidates if means[_label(db)] >= best - stoi_tolerance)
     return LimitChoice(limit_db=chosen, noisy_stoi=noisy_mean, stoi=means, utterances=len(noisy_scores))
