@@ -115,9 +115,11 @@ def test_a_stage_killed_mid_training_leaves_no_run_running(tiny_params, features
 
 # --- the stage under torchrun -----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("launch", ["torchrun", "params"])
 def test_under_torchrun_rank_0_alone_logs_prints_and_writes(tiny_params, features_dir, rirs_dir,
-                                                            mlflow_template_store, tmp_path):
-    """Two CPU processes train one architecture: one MLflow run, one summary line, one set of outputs."""
+                                                            mlflow_template_store, tmp_path, launch):
+    """Two CPU processes train one architecture: one MLflow run, one summary line, one set of outputs; started
+    by hand under torchrun, or by the stage itself when `processes` asks for two."""
     import copy
     import os
     import shutil
@@ -138,13 +140,19 @@ def test_under_torchrun_rank_0_alone_logs_prints_and_writes(tiny_params, feature
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop(tracking.PARENT_ENV, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "hushkit.stages.train", "--params", "params.yaml", "--arch", "crced", "--features",
-               str(features_dir), "--rirs", str(rirs_dir), "--out", "out", "--state-dir", "resume"]
+    stage = ["-m", "hushkit.stages.train", "--params", "params.yaml", "--arch", "crced", "--features",
+             str(features_dir), "--rirs", str(rirs_dir), "--out", "out", "--state-dir", "resume"]
+    if launch == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *stage]
+    else:
+        params["train"]["common"]["processes"] = 2
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        command = [sys.executable, *stage]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("epoch 2/2:") == 1
     assert done.stdout.count("train: crced") == 1 and "on 2 processes of cpu" in done.stdout
+    assert ("starting 2 training processes: torchrun" in done.stdout) == (launch == "params")
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("torchrun").experiment_id], "tags.stage = 'train'")
     assert [run.data.tags["processes"] for run in runs] == ["2"]

@@ -172,3 +172,25 @@ def test_several_processes_without_torchruns_ranks_are_refused(monkeypatch):
                                          "torchrun$"):
         with torchrun_processes(torch.device("cpu")):
             pass
+
+
+def test_auto_asks_for_one_process_per_visible_gpu(monkeypatch):
+    from hushkit.training.distributed import processes_wanted
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert processes_wanted("auto", torch.device("cuda")) == 4
+    assert processes_wanted("auto", torch.device("cpu")) == 1  # training on the CPU: one process
+    assert processes_wanted(3, torch.device("cpu")) == 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert processes_wanted("auto", torch.device("cuda")) == 1
+
+
+@pytest.mark.parametrize("bad", ["many", 0, -2])
+def test_a_bad_process_count_names_the_key(bad):
+    from hushkit.config import TrainParams
+    from hushkit.config.schema import ParamsError
+
+    with pytest.raises(ParamsError, match=r"train\.common\.processes"):
+        TrainParams.parse({"architectures": ["crced"], "common": {"epochs": 1, "batch_size": 4,
+                                                                  "steps_per_epoch": 1, "lr": 0.1,
+                                                                  "processes": bad}}, "train")

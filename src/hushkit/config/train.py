@@ -170,6 +170,10 @@ class TrainConfig(Section):
     dynamic_mixing: DynamicMixingParams = param(factory=DynamicMixingParams)
     attenuation_limit: AttenuationLimitParams = param(factory=AttenuationLimitParams)
     threads: int | None = param(None, rule=at_least(1))  # torch threads (null: the machine's default)
+    # Training processes (DistributedDataParallel, one per GPU): `auto` starts one per visible CUDA GPU (one on a
+    # CPU); N > 1 starts N under torchrun on this host. Started by hand under torchrun, the stage uses what it is given.
+    processes: int | str = param(1, rule=Rule(lambda v: v == "auto" or (not isinstance(v, str) and v >= 1),
+                                              "be `auto` or a count >= 1"))
     cpu_isa: str = "native"  # the CPU instruction set the kernels may use (hushkit.training.determinism)
     segment: int | None = derived(None)  # samples per training crop
     # Samples from the start of each validation utterance that validation scores (0: `segment`).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -39,7 +40,8 @@ from hushkit.timing import write_timing
 from hushkit.training.calibration import choose_attenuation_limit
 from hushkit.training.data import PackedSplit
 from hushkit.training.determinism import environment, pin_cpu
-from hushkit.training.distributed import Processes, torchrun_processes
+from hushkit.training.distributed import (Processes, processes_wanted, run_under_torchrun, torchrun_processes,
+                                          under_torchrun)
 from hushkit.training.dynamic import training_source
 from hushkit.training.loop import Trainer, pick_device
 from hushkit.training.precision import autocast_dtype
@@ -100,6 +102,13 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     # The settings as written (recorded with the run and the checkpoint), and as the schema reads them.
     settings = architecture_params(train_params, arch, available_models())
     config = TrainParams.parse(train_params, "train").config(arch)
+    processes = processes_wanted(config.processes, pick_device(config.device))
+    if processes > 1 and not under_torchrun():
+        # This stage's own command line, as that many processes (each then takes the branch below).
+        status = run_under_torchrun(processes, "hushkit.stages.train", sys.argv[1:])
+        if status:
+            sys.exit(status)
+        return
     # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
     pin_cpu(config.threads, config.cpu_isa)
     with torchrun_processes(pick_device(config.device)) as processes:

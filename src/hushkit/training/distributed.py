@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -154,6 +156,29 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out.to(input.dtype)
+
+
+def processes_wanted(setting: int | str, device: torch.device) -> int:
+    """How many training processes `train.processes` asks for on this host: `auto` is one per visible CUDA GPU
+    when training on CUDA, one otherwise."""
+    if setting == "auto":
+        return max(1, torch.cuda.device_count()) if device.type == "cuda" else 1
+    return int(setting)
+
+
+def under_torchrun() -> bool:
+    """Whether this process is one that torchrun (or another launcher setting WORLD_SIZE) started."""
+    return "WORLD_SIZE" in os.environ
+
+
+def run_under_torchrun(processes: int, module: str, args: list[str]) -> int:
+    """Run `python -m module args` as `processes` processes on this host under torchrun (standalone rendezvous);
+    returns its exit status. Every process gets this environment (so the same params, the same tracking store)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", module, *args]
+    print(f"starting {processes} training processes: torchrun --standalone --nproc_per_node={processes} "
+          f"-m {module} {' '.join(args)}", flush=True)
+    return subprocess.run(command, check=False).returncode
 
 
 @contextlib.contextmanager
