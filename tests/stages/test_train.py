@@ -1,6 +1,8 @@
 """The train stage's own settings (the training loop itself is tested in tests/training)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hushkit.config import TrainConfig
@@ -135,6 +137,7 @@ def test_under_torchrun_rank_0_alone_logs_prints_and_writes(tiny_params, feature
     params["train"]["common"]["device"] = "cpu"
     params["train"]["models"]["crced"].update(epochs=2, steps_per_epoch=2, batch_size=4, audio_examples=1)
     params["mlflow"]["experiment"] = "torchrun"
+    params["train"]["common"]["attenuation_limit"] = {"db": "auto", "utterances": 4}  # rank 0 chooses it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copy(mlflow_template_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -153,6 +156,11 @@ def test_under_torchrun_rank_0_alone_logs_prints_and_writes(tiny_params, feature
     assert done.stdout.count("epoch 2/2:") == 1
     assert done.stdout.count("train: crced") == 1 and "on 2 processes of cpu" in done.stdout
     assert ("starting 2 training processes: torchrun" in done.stdout) == (launch == "params")
+    assert done.stdout.count("crced: attenuation limit ") == 1 and "(validation STOI on " in done.stdout
+    chosen = json.loads((tmp_path / "out" / "metrics.json").read_text())["attenuation_limit_db"]
+    assert chosen in (None, 20.0, 15.0, 10.0)
+    from hushkit.models import load_checkpoint
+    assert load_checkpoint(tmp_path / "out" / "model.pt")[0].attenuation_limit_db == chosen
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("torchrun").experiment_id], "tags.stage = 'train'")
     assert [run.data.tags["processes"] for run in runs] == ["2"]
