@@ -88,8 +88,8 @@ def retrain(profile: str | None = None, overrides: list[str] | None = None, arch
             report: str | None = None) -> dict[str, Any]:
     """Retrain through DVC, then promote the best model (see the module docstring and `main`'s options)."""
     source = Path(repo).resolve()
-    sets = profile_overrides(profile, source) + list(overrides or []) + architectures_override(architectures)
-    pipeline = Pipeline(source, tuple(sets), name or experiment_name())
+    sets = list(overrides or []) + architectures_override(architectures)  # the profile's own: in the experiment
+    pipeline = Pipeline(source, tuple(profile_overrides(profile, source) + sets), name or experiment_name())
     result: dict[str, Any] = {
         "flow_run_id": str(flow_run.id), "repo": str(source), "in_place": pipeline.in_place,
         "experiment": None if pipeline.in_place else pipeline.name, "profile": profile, "overrides": sets,

@@ -98,11 +98,18 @@ class Pipeline:
         return [arg for item in self.overrides for arg in ("-S", item)]
 
     def check(self, queue: bool) -> None:
-        """Experiments (and the queue) start from a commit: say so before anything runs."""
+        """Before anything runs: experiments (and the queue) start from a commit, and the run's name is free."""
         if (queue or not self.in_place) and subprocess.run(
                 ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=self.repo, capture_output=True).returncode:
             raise ValueError(f"{self.repo}: no git commit, and DVC experiments start from one "
                              "(git add -A && git commit)")
+        if not self.in_place and self.name in self.experiments():
+            raise ValueError(f"{self.repo}: experiment {self.name} exists (choose another name, or "
+                             f"dvc exp remove {self.name})")
+
+    def experiments(self) -> set[str]:
+        """The names of the experiments on the repo's commit."""
+        return set(run_dvc(["exp", "list", "--name-only"], self.repo, log=quiet, what="dvc exp list").split())
 
     def stages(self) -> list[str]:
         """Every stage of the workspace's pipeline as DVC expands it (foreach items included), in dvc.yaml's order."""
@@ -136,7 +143,7 @@ class Pipeline:
     def remove_steps(self, labels: list[str], log: Log = print) -> None:
         """Remove the experiments of these steps (partial pipelines; DVC's run cache keeps what they built)."""
         try:
-            existing = set(run_dvc(["exp", "list", "--name-only"], self.repo, log=quiet, what="dvc exp list").split())
+            existing = self.experiments()
             names = [self.step_name(label) for label in labels if self.step_name(label) in existing]
             if names:
                 run_dvc(["exp", "remove", *names], self.repo, log=quiet, what="dvc exp remove")

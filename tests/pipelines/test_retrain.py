@@ -221,6 +221,8 @@ def test_toy_flow_with_overrides_is_a_dvc_experiment_and_leaves_the_workspace_al
     assert "Best by pesq: b." in dvc.api.read("data/summary/leaderboard.md", repo=str(repo), rev="try-b")
     [artifact] = flow_artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
     assert "Best by pesq: b." in artifact["data"] and "experiment `try-b`" in artifact["data"]
+    with pytest.raises(ValueError, match="experiment try-b exists"):  # the next run says so before it starts
+        experiments.Pipeline(repo, ("train.architectures=[a]",), "try-b").check(queue=False)
 
 
 
