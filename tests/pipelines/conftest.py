@@ -1,5 +1,5 @@
-"""Fixtures for the flow tests: an isolated Prefect home, copies of this repo, and a toy DVC repo with the
-pipeline's stage names (tests/pipelines/toy.py) that runs in seconds."""
+"""Fixtures for the flow tests: an isolated Prefect home and a toy DVC repo with the pipeline's stage names
+(tests/pipelines/toy.py) that runs in seconds."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_working_tree
 from tests.pipelines import toy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,20 +54,15 @@ def prefect_env(tmp_path) -> dict[str, str]:
     return isolated_env(tmp_path / "prefect-home")
 
 
-def git_init(path: Path) -> None:
-    subprocess.run(["git", "init", "-q"], cwd=path, check=True, env={**os.environ, **TELEMETRY_OFF})
-
-
-def copy_repo(target: Path) -> Path:
-    """A copy of this working tree (`copy_working_tree`), a git repository of its own."""
-    git_init(copy_working_tree(target))
-    return target
+def git(path: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, env={**os.environ, **TELEMETRY_OFF})
 
 
 def make_toy_repo(path: Path, *, architectures=("a", "b"), fail_first: int = 0, fail_train=(),
                   schedule: dict | None = None) -> Path:
     """A DVC repo whose stages have the pipeline's names and take a second each (tests/pipelines/toy.py), with
-    this repo's pipelines/ beside them (a deployment loads the flow from its repo)."""
+    this repo's pipelines/ beside them (a deployment loads the flow from its repo), committed (DVC's experiments
+    start from a commit)."""
     path.mkdir(parents=True)
     shutil.copy2(Path(toy.__file__), path / "toy.py")
     shutil.copytree(ROOT / "pipelines", path / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
@@ -79,7 +73,11 @@ def make_toy_repo(path: Path, *, architectures=("a", "b"), fail_first: int = 0, 
         params["schedule"] = schedule
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (path / ".gitignore").write_text("/data/\n__pycache__/\n")
-    git_init(path)
+    git(path, "init", "-q")
+    git(path, "config", "user.name", "hushkit tests")  # DVC commits each experiment: an identity, even in CI
+    git(path, "config", "user.email", "tests@example.invalid")
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=path, check=True,
                    env={**os.environ, **TELEMETRY_OFF})
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "toy pipeline")
     return path

@@ -1,9 +1,9 @@
-"""The retrain flow (pipelines/retrain.py; its dvc calls, params and work copies in pipelines/dvc_runner.py,
-overrides.py and workspace.py) and its deployments (pipelines/deploy.py).
+"""The retrain flow (pipelines/retrain.py; its DVC experiments, queue, promotion and report in hushkit.experiments,
+its dvc commands in hushkit.dvc_runner) and its deployments (pipelines/deploy.py).
 
 The unit tests drive dvc on a toy repo (tests/pipelines/toy.py: the pipeline's stage names, a second each). The e2e
-ones run the real flow: on the real pipeline in Prefect's ephemeral mode (tiny profile), and through a real
-`prefect server` with a deployment, a process work pool and a worker (on the toy repo)."""
+ones run the real flow: on the real pipeline in Prefect's ephemeral mode (tiny profile, tests/test_e2e.py), and
+through a real `prefect server` with a deployment, a process work pool and a worker (on the toy repo)."""
 from __future__ import annotations
 
 import json
@@ -16,14 +16,17 @@ import sys
 import time
 from pathlib import Path
 
+import dvc.api
 import httpx
 import pytest
 import yaml
+from dvc.utils.hydra import apply_overrides
 
-from pipelines import dvc_runner, overrides, retrain as flow_module
+from hushkit import dvc_runner, experiments
+from hushkit.params import apply_profile
+from pipelines import retrain as flow_module
 from pipelines.deploy import DEFAULT_SCHEDULE, build_deployments, schedule_settings
-from tests.pipelines.conftest import (ROOT, copy_repo, flow_artifacts, flow_result, isolated_env,
-                                     make_toy_repo)
+from tests.pipelines.conftest import ROOT, flow_artifacts, flow_result, git, isolated_env, make_toy_repo
 
 BIN = Path(sys.executable).parent
 
@@ -32,44 +35,57 @@ def run(cmd: list[str], cwd: Path, env: dict, timeout: float = 600) -> subproces
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-# --- params: profile, overrides, architectures --------------------------------------------------------------------
-
-def test_overrides_follow_dvc_exp_run_set_semantics():
-    params = {"train": {"architectures": ["crced"], "common": {"lr": 0.004}, "models": {"crced": {}}}}
-    out = overrides.apply_overrides(params, [
-        "train.common.lr=1e-3", "train.architectures=[crced, crnn]", "++train.models.crced.lr=0.002",
-        "+train.common.new=yes", "~train.models.crced.lr"])
-    assert out["train"]["common"] == {"lr": 0.001, "new": True}
-    assert out["train"]["architectures"] == ["crced", "crnn"]
-    assert out["train"]["models"] == {"crced": {}}
-    assert params["train"]["common"] == {"lr": 0.004}  # the input is left alone
-    for bad, words in [("train.common.nope=1", "prefix it with ++"), ("+train.common.lr=1", "exists"),
-                       ("train.common.lr", "key=value"), ("~train.nope", "no key"),
-                       ("train.architectures.x=1", "not a mapping")]:
-        with pytest.raises(ValueError, match=words):
-            overrides.apply_overrides(params, [bad])
+def experiment_names(repo: Path) -> list[str]:
+    return run([str(BIN / "dvc"), "exp", "list", "--name-only"], repo, dvc_runner.command_env()).stdout.split()
 
 
-def test_profile_then_overrides_then_architectures(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    params = overrides.effective_params(repo, "tiny", ["train.common.epochs=2"], ["crnn", "crced"])
-    tiny = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
-    assert params["mix"]["test_snr_db"] == tiny["mix"]["test_snr_db"]
-    assert params["train"]["common"]["epochs"] == 2 and params["train"]["architectures"] == ["crnn", "crced"]
-    with pytest.raises(FileNotFoundError, match="tiny"):
-        overrides.effective_params(repo, "nope")
-    with pytest.raises(ValueError, match="not registered"):
-        overrides.effective_params(repo, architectures=["wavenet"])
+def leftovers(marker: str) -> str:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.strip()
+
+
+# --- params: a profile and --arch as `dvc exp run -S` overrides -----------------------------------------------------
+
+@pytest.mark.parametrize("profile", ["tiny", "real-small,gpu"])
+def test_a_profile_as_overrides_gives_what_hushkit_params_writes(tmp_path, profile):
+    """DVC's own parser (what `dvc exp run -S` applies) turns the profile's overrides into the params that
+    `hushkit params --profile` writes: the same merge, nulls, lists and nested mappings."""
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    overrides = experiments.profile_overrides(profile, ROOT)
+    assert "++train.models.crced.segment_seconds=null" in overrides or profile != "tiny"
+    apply_overrides(params, overrides)
+    expected = yaml.safe_load(apply_profile(ROOT / "params.yaml", profile)[0])
+    assert yaml.safe_load(params.read_text()) == expected
+    with pytest.raises(FileNotFoundError, match="nope"):
+        experiments.profile_overrides("nope", ROOT)
+
+
+def test_values_in_dvcs_override_grammar(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train: {architectures: [crced], lr: 0.1}\n")
+    odd = {"path": "sqlite:///mlflow.db", "words": 'a, "b"', "digits": "007", "none": None, "flags": [True, 1e-3]}
+    apply_overrides(params, experiments.flatten_overrides({"extra": odd, "empty": {}})
+                    + experiments.architectures_override(["crnn", "gtcrn"]))
+    assert yaml.safe_load(params.read_text()) == {"train": {"architectures": ["crnn", "gtcrn"], "lr": 0.1},
+                                                  "extra": odd, "empty": {}}
+
+
+def test_experiments_need_a_commit_and_say_so(tmp_path):
+    git(tmp_path, "init", "-q")
+    experiments.Pipeline(tmp_path).check(queue=False)  # in the workspace: dvc repro needs no commit
+    for pipeline, queue in [(experiments.Pipeline(tmp_path, ("train.lr=1",)), False),
+                            (experiments.Pipeline(tmp_path), True)]:
+        with pytest.raises(ValueError, match="no git commit, and DVC experiments start from one"):
+            pipeline.check(queue=queue)
 
 
 # --- dvc: failures and time limits --------------------------------------------------------------------------------
 
 def test_a_failed_stage_is_named_with_the_end_of_its_stderr(tmp_path):
     repo = make_toy_repo(tmp_path / "toy", fail_train=["b"])
-    env = dvc_runner.command_env()
-    dvc_runner.run_dvc(["repro", "features"], repo, env, log=lambda line: None)
+    dvc_runner.run_dvc(["repro", "features"], repo, log=dvc_runner.quiet)
     with pytest.raises(dvc_runner.StageFailed) as failure:
-        dvc_runner.run_dvc(["repro", "train@b"], repo, env, log=lambda line: None)
+        dvc_runner.run_dvc(["repro", "train@b"], repo, log=dvc_runner.quiet)
     message = str(failure.value)
     assert message.startswith("stage train@b failed")
     assert "train: b diverged at epoch 1: loss nan" in message
@@ -77,15 +93,32 @@ def test_a_failed_stage_is_named_with_the_end_of_its_stderr(tmp_path):
 
 def test_a_stage_past_its_time_limit_is_stopped_with_its_children(tmp_path):
     repo = make_toy_repo(tmp_path / "toy")
-    (repo / "dvc.yaml").write_text("stages:\n  slow:\n    cmd: sleep 300 && touch done\n    outs: [done]\n")
+    (repo / "dvc.yaml").write_text("stages:\n  slow:\n    cmd: sleep 300 && touch slow-in-place\n    outs: [done]\n")
     started = time.monotonic()
     with pytest.raises(dvc_runner.StageTimeout, match="slow: still running after 2 s"):
-        dvc_runner.run_dvc(["repro", "slow"], repo, dvc_runner.command_env(), timeout=2, log=lambda line: None,
-                            what="slow")
+        dvc_runner.run_dvc(["repro", "slow"], repo, timeout=2, log=dvc_runner.quiet, what="slow")
     assert time.monotonic() - started < 30
-    # `sleep 300` ran in dvc's process group, which was stopped as a whole.
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 300 && touch done"], capture_output=True, text=True).stdout
-    assert not leftovers.strip()
+    assert not leftovers("sleep 300 && touch slow-in-place")  # dvc's process group was stopped as a whole
+
+
+def test_the_queue_names_a_failed_experiment_and_kills_one_past_its_time_limit(tmp_path):
+    """Two experiments in DVC's queue at once: one fails (named with its stage and log), the other runs past its
+    time limit and is stopped with `dvc queue kill`, its stage command with it."""
+    repo = make_toy_repo(tmp_path / "toy", fail_train=["b"])
+    with (repo / "dvc.yaml").open("a") as dvc_yaml:
+        dvc_yaml.write("  slow:\n    cmd: sleep 300 && touch slow-queued\n    outs: [data/slow]\n")
+    git(repo, "commit", "-qam", "a slow stage")
+    lines: list[str] = []
+    outcome = experiments.run_queue(repo, {"bad": ["train@b"], "slow": ["slow"]}, jobs=2, timeout=5,
+                                    log=lines.append, poll=0.5)
+    assert outcome["bad"].startswith("stage train@b failed (queued experiment bad: Failed)")
+    assert "train: b diverged at epoch 1: loss nan" in outcome["bad"]
+    assert outcome["slow"] == "slow: still running after 5 s: stopped (dvc queue kill)"
+    assert "slow: running" in lines
+    deadline = time.monotonic() + 30
+    while leftovers("sleep 300 && touch slow-queued") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not leftovers("sleep 300 && touch slow-queued")
 
 
 def test_downloads_retry_with_exponential_backoff():
@@ -93,6 +126,22 @@ def test_downloads_retry_with_exponential_backoff():
     assert task.retries == 3
     assert task.retry_delay_seconds == [10, 20, 40]
     assert flow_module.train_stage.retries == 0  # a failed training is not transient: no retry
+
+
+# --- promotion ------------------------------------------------------------------------------------------------------
+
+def test_the_promotion_step_reports_promoted_refused_or_error(tmp_path):
+    """`hushkit promote`'s exit code is the decision: 0 promoted, 1 refused by the rules, anything else an error; the
+    flow's reason goes with it and its output is kept for the report."""
+    fake = tmp_path / "hushkit"
+    for code, decision in [(0, "promoted"), (1, "refused"), (2, "error")]:
+        fake.write_text(f"#!/bin/sh\necho \"$@\"\necho 'decided in' \"$PWD\" >&2\nexit {code}\n")
+        fake.chmod(0o755)
+        lines: list[str] = []
+        outcome = experiments.promote(tmp_path, "retrain flow run x", log=lines.append, hushkit=str(fake))
+        assert outcome["decision"] == decision and outcome["exit_code"] == code
+        assert outcome["output"] == f"promote --reason retrain flow run x\ndecided in {tmp_path}"
+        assert lines == outcome["output"].splitlines()
 
 
 # --- the flow in Prefect's ephemeral mode ---------------------------------------------------------------------------
@@ -112,9 +161,10 @@ def toy_prefect_env(tmp_path_factory) -> dict[str, str]:
     return isolated_env(tmp_path_factory.mktemp("prefect-home"))
 
 
-def test_toy_flow_retries_the_download_trains_in_lanes_and_reports(tmp_path, toy_prefect_env):
-    """The whole flow on the toy repo, ephemeral mode: the first download fails (retried), three architectures in
-    two lanes, a failure-free run ending with the leaderboard artifact; the repo's params stay as they were."""
+def test_toy_flow_retries_the_download_trains_through_the_queue_and_reports(tmp_path, toy_prefect_env):
+    """The whole flow on the toy repo, in place, ephemeral mode: the first download fails (retried), three
+    architectures, the first trained alone and the others two at a time in DVC's queue, restored in the workspace;
+    a failure-free run ending with the leaderboard artifact; the repo's params stay as they were."""
     repo = make_toy_repo(tmp_path / "toy", architectures=("a", "bb", "ccc"), fail_first=1)
     params_before = (repo / "params.yaml").read_text()
     report = tmp_path / "report.md"
@@ -123,11 +173,14 @@ def test_toy_flow_retries_the_download_trains_in_lanes_and_reports(tmp_path, toy
     assert done.returncode == 0, done.stderr[-5000:]
     assert "Retry 1/3 will start" in done.stderr
     result = flow_result(done)
-    assert result["in_place"] and result["best"] == "ccc"
-    assert result["stages"]["train@a"] == "trained in a lane, restored in the workspace"
+    assert result["in_place"] and result["experiment"] is None and result["best"] == "ccc"
+    assert result["stages"]["train@a"] == "trained"
+    assert result["stages"]["train@bb"] == result["stages"]["train@ccc"] == "trained in DVC's queue"
     assert result["promotion"] == {"decision": "not requested"}
     assert (repo / "params.yaml").read_text() == params_before
     assert (repo / "data" / "export" / "bb" / "model.onnx").is_file()
+    assert "Stage 'train@ccc' is cached - skipping run" in done.stderr  # restored, not trained again
+    assert experiment_names(repo) == []  # the queued trainings' experiments are removed
     [artifact] = flow_artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
     assert artifact["key"] == "leaderboard" and artifact["type"] == "markdown"
     assert "Best by pesq: ccc." in artifact["data"] and "**Decision: not requested**" in artifact["data"]
@@ -149,20 +202,28 @@ def test_toy_flow_fails_naming_the_stage_and_still_reports(tmp_path, toy_prefect
     assert json.loads(data) == report.read_text()
 
 
-def test_toy_flow_in_a_work_copy_leaves_the_repo_untouched(tmp_path, toy_prefect_env):
-    """With --workdir the flow runs in a copy next to the repo, as `dvc exp run --temp` would: the repo's params and
-    outputs stay as they were, the overrides land in the copy's params.yaml."""
+def test_toy_flow_with_overrides_is_a_dvc_experiment_and_leaves_the_workspace_alone(tmp_path, toy_prefect_env):
+    """With `-S` the run is a DVC experiment (`dvc exp run --temp` for every step, DVC parsing the overrides): the
+    repo's params and outputs stay as they were, the experiment holds the overridden params and the results, and
+    only it is kept."""
     repo = make_toy_repo(tmp_path / "toy", architectures=("a", "b"))
     params_before = (repo / "params.yaml").read_text()
-    work = tmp_path / "work"
-    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--no-promote", "-S",
-                "train.architectures=[b]", "--workdir", str(work)], ROOT, toy_prefect_env)
+    done = run([sys.executable, "-m", "pipelines.retrain", "--repo", str(repo), "--no-promote", "--name", "try-b",
+                "-S", "train.architectures=[b]", "-S", "+train.extra=1e-3"], ROOT, toy_prefect_env)
     assert done.returncode == 0, done.stderr[-5000:]
     result = flow_result(done)
-    assert not result["in_place"] and result["workdir"] == str(work) and result["architectures"] == ["b"]
+    assert not result["in_place"] and result["experiment"] == "try-b" and result["architectures"] == ["b"]
+    assert result["best"] == "b"
     assert (repo / "params.yaml").read_text() == params_before and not (repo / "data").exists()
-    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["architectures"] == ["b"]
-    assert {"train@b", "export@b"} <= set(yaml.safe_load((work / "dvc.lock").read_text())["stages"])
+    assert experiment_names(repo) == ["try-b"]
+    params = dvc.api.params_show(repo=str(repo), rev="try-b")
+    assert params["train"]["architectures"] == ["b"] and params["train"]["extra"] == 0.001
+    assert "Best by pesq: b." in dvc.api.read("data/summary/leaderboard.md", repo=str(repo), rev="try-b")
+    [artifact] = flow_artifacts(Path(toy_prefect_env["PREFECT_HOME"]), result["flow_run_id"])
+    assert "Best by pesq: b." in artifact["data"] and "experiment `try-b`" in artifact["data"]
+    with pytest.raises(ValueError, match="experiment try-b exists"):  # the next run says so before it starts
+        experiments.Pipeline(repo, ("train.architectures=[a]",), "try-b").check(queue=False)
+
 
 
 # --- deployments ----------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Running `dvc` for the retrain flow: each call streamed line by line to a log, a failure named after its stage
-with the end of its stderr, a stage past its time limit stopped together with the command it started.
+"""Running `dvc` for the retrain flow (hushkit.experiments, pipelines/retrain.py): each call streamed line by line to
+a log, a failure named after its stage with the end of its output, a call past its time limit stopped together with
+every process it started (dvc and the stage command run in a process group of their own).
 
 Nothing here imports Prefect: the flow passes its run logger in as `log`.
 """
@@ -18,18 +19,26 @@ from typing import Callable
 
 from hushkit import TELEMETRY_OFF
 
-TAIL_LINES = 30  # lines of a failed stage's stderr in the error
-# dvc's hints after every repro, noise in a flow's log.
-DVC_HINTS = re.compile(r"^\s*(To track the changes with git|git add |To enable auto staging|dvc config core.autostage|"
-                       r"Use `dvc push`)")
+Log = Callable[[str], None]
+TAIL_LINES = 30  # lines of a failed command's output in its error
+FAILED_STAGE = re.compile(r"failed to reproduce '([^']+)'")
+# dvc's hints after every repro and experiment, and its notes on outputs a temporary copy has not checked out yet:
+# noise in a flow's log.
+DVC_NOISE = re.compile(r"^\s*(To track the changes with git|git add |To enable auto staging|dvc config core.autostage|"
+                       r"Use `dvc push`|To apply the results of an experiment|dvc exp apply <exp>|"
+                       r"WARNING: No file hash info found)")
 
 
 class StageFailed(RuntimeError):
-    """A DVC stage (or the dvc command running it) failed; the message names it and ends with its stderr."""
+    """A DVC stage (or the dvc command running it) failed; the message names it and ends with its output."""
 
 
 class StageTimeout(StageFailed):
     """A stage ran past its time limit and was stopped."""
+
+
+def quiet(line: str) -> None:
+    """A `log` that drops every line."""
 
 
 def tool(name: str) -> str:
@@ -44,8 +53,8 @@ def tool(name: str) -> str:
 
 
 def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment for dvc and the stage commands: telemetry off, this interpreter's bin/ first on
-    PATH (stage commands say `python`), plus `extra`."""
+    """This process's environment for dvc, its queue workers and the stage commands: telemetry off, this
+    interpreter's bin/ first on PATH (stage commands say `python`), plus `extra`."""
     env = {**os.environ, **TELEMETRY_OFF}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
@@ -66,15 +75,19 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
             continue
 
 
+def last_lines(lines: list[str]) -> str:
+    return "\n".join(lines[-TAIL_LINES:])
+
+
 def run_dvc(args: list[str], cwd: str | Path, env: dict[str, str] | None = None, *, timeout: float | None = None,
-            log: Callable[[str], None] = print, what: str | None = None) -> str:
+            log: Log = print, what: str | None = None) -> str:
     """`dvc <args>` in `cwd`, its output streamed line by line to `log`; returns its stdout.
 
     Raises StageFailed naming the failed stage (DVC's `failed to reproduce '<stage>'`, else `what`) with the last
     lines of stderr; past `timeout` seconds stops dvc and its stage command (their own process group) and raises
     StageTimeout."""
     env = command_env() if env is None else env
-    what = what or " ".join(args)
+    what = what or f"dvc {' '.join(args)}"
     proc = subprocess.Popen([tool("dvc"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, errors="replace", bufsize=1, start_new_session=True)
     stdout: list[str] = []
@@ -85,10 +98,8 @@ def run_dvc(args: list[str], cwd: str | Path, env: dict[str, str] | None = None,
         for line in stream:
             line = line.rstrip("\n")
             keep.append(line)
-            match = re.search(r"failed to reproduce '([^']+)'", line)
-            if match:
-                failed_stage.append(match.group(1))
-            if line.strip() and not DVC_HINTS.match(line):
+            failed_stage.extend(FAILED_STAGE.findall(line))
+            if line.strip() and not DVC_NOISE.match(line):
                 log(line)
 
     pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout), daemon=True),
@@ -105,7 +116,7 @@ def run_dvc(args: list[str], cwd: str | Path, env: dict[str, str] | None = None,
         raise
     for thread in pumps:
         thread.join(timeout=10)
-    tail = "\n".join(stderr) or "\n".join(stdout[-TAIL_LINES:])
+    tail = "\n".join(stderr) or last_lines(stdout)
     if code is None:
         raise StageTimeout(f"{what}: still running after {timeout:.0f} s: stopped (dvc and the stage command); "
                            f"last output:\n{tail}")
@@ -114,14 +125,3 @@ def run_dvc(args: list[str], cwd: str | Path, env: dict[str, str] | None = None,
         raise StageFailed(f"{stage} failed (`dvc {' '.join(args)}` in {cwd} exited with {code}); "
                           f"last lines of stderr:\n{tail}")
     return "\n".join(stdout)
-
-
-def stage_list(cwd: str | Path, env: dict[str, str]) -> list[str]:
-    """Every stage of the pipeline as DVC expands it (foreach items included), in dvc.yaml's order."""
-    return [line.strip() for line in run_dvc(["stage", "list", "--name-only"], cwd, env, log=lambda line: None,
-                                             what="dvc stage list").splitlines() if line.strip()]
-
-
-def dvc_cache_dir(repo: Path, env: dict[str, str]) -> Path:
-    """The DVC cache `repo` uses (work copies and lanes share it)."""
-    return Path(run_dvc(["cache", "dir"], repo, env, log=lambda line: None, what="dvc cache dir").strip())
