@@ -179,3 +179,22 @@ def test_an_attempts_run_samples_the_machine_unless_turned_off(mlflow, tmp_path,
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= metrics, metrics
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
     assert not any(name.startswith("system/") for name in _attempt_metrics(mlflow, tmp_path / "off.run.json"))
+
+
+def test_an_attempts_run_carries_the_tags_its_starter_asks_for(mlflow, tmp_path, monkeypatch):
+    """A sweep tags its trials' training runs with the study and trial through the environment."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    monkeypatch.setenv(tracking.RUN_TAGS_ENV, '{"sweep.study": "lr", "sweep.trial": 3}')
+    with tracking.attempt_run(mlflow, tmp_path / "tagged.run.json", run_name="train-unit") as run:
+        pass
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert (tags["sweep.study"], tags["sweep.trial"]) == ("lr", "3")
+    for bad in ("{oops", '["a list"]'):
+        monkeypatch.setenv(tracking.RUN_TAGS_ENV, bad)
+        with pytest.raises(ValueError, match=f"^{tracking.RUN_TAGS_ENV}: not a JSON object of tag names"):
+            with tracking.attempt_run(mlflow, tmp_path / "bad.run.json", run_name="never"):
+                pass
+    experiment = mlflow.get_experiment_by_name("unit").experiment_id
+    assert not MlflowClient().search_runs([experiment], filter_string="attributes.run_name = 'never'")

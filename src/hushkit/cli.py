@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hushkit import __version__
-from hushkit import cli_registry
+from hushkit import cli_registry, cli_sweep
 from hushkit.cli_errors import ERROR, REFUSED, one_line_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
@@ -248,6 +248,8 @@ def evaluate(
 app.command()(cli_registry.promote)
 app.command()(cli_registry.rollback)
 app.command()(cli_registry.history)
+# Hyper-parameter search over DVC experiments (hushkit.cli_sweep).
+app.command()(cli_sweep.sweep)
 
 
 @app.command("params")

@@ -22,15 +22,16 @@ def tracking_uri(section: dict[str, Any], cwd: str | None = None) -> str:
     return prefix + os.path.join(repo_root(cwd), uri[len(prefix):])
 
 
-def setup(section: dict[str, Any]):
-    """Configure mlflow for this process and return the module (imported lazily: it costs seconds)."""
+def setup(section: dict[str, Any], cwd: str | os.PathLike | None = None):
+    """Configure mlflow for this process and return the module (imported lazily: it costs seconds). `cwd`: the
+    folder a relative sqlite store is resolved from (default: the current one)."""
     import logging
 
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    uri = tracking_uri(section)
+    uri = tracking_uri(section, None if cwd is None else str(cwd))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(section.get("experiment", "hushkit"))
@@ -254,6 +255,28 @@ def store_lock(client: Any, resource: str, *, lease: float | None = None, wait: 
         lock.release()
 
 
+# --- tags from whoever started the stage ------------------------------------------------------------------------
+# A process that runs stages (a sweep running each trial as a DVC experiment) tags the runs they open without any
+# params change: RUN_TAGS_ENV holds a JSON object of tag -> value, set on every run `attempt_run` opens.
+RUN_TAGS_ENV = "HUSHKIT_RUN_TAGS"
+
+
+def env_tags() -> dict[str, str]:
+    """The tags RUN_TAGS_ENV asks for (none when unset)."""
+    import json
+
+    raw = os.environ.get(RUN_TAGS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{RUN_TAGS_ENV}: not a JSON object of tag names to values ({err})") from None
+    if not isinstance(tags, dict):
+        raise ValueError(f"{RUN_TAGS_ENV}: not a JSON object of tag names to values: {raw[:80]}")
+    return {str(key): str(value) for key, value in tags.items()}
+
+
 # --- one run per attempt at a resumable job ---------------------------------------------------------------------
 PREVIOUS_ATTEMPT_TAG = "hushkit.previous_attempt"   # on a run: the run of the attempt before it, which died
 NEXT_ATTEMPT_TAG = "hushkit.next_attempt"           # on a dead attempt's run: the run of the attempt after it
@@ -267,7 +290,8 @@ def attempt_run(mlflow, marker: str | os.PathLike, **start_run: Any) -> Iterator
     no chance to close its run (SIGKILL, out of memory, a lost machine) leaves the run RUNNING and the marker
     behind: the next attempt ends that run as KILLED, and the two runs name each other (PREVIOUS_ATTEMPT_TAG,
     NEXT_ATTEMPT_TAG), so no run shows as running forever. Each attempt keeps a run of its own, with its true status,
-    times and durations, rather than reopening the dead one across the gap.
+    times and durations, rather than reopening the dead one across the gap. The run carries the tags of
+    RUN_TAGS_ENV (`env_tags`).
 
     The run samples the machine's use while it is open (MLflow's system metrics: system/cpu_utilization_percentage,
     system/system_memory_usage_megabytes, ..., and per GPU system/gpu_0_utilization_percentage, ... where NVML
@@ -278,12 +302,15 @@ def attempt_run(mlflow, marker: str | os.PathLike, **start_run: Any) -> Iterator
     from hushkit.io import write_json
 
     marker = Path(marker)
+    tags = env_tags()   # a malformed RUN_TAGS_ENV fails before any run is opened
     previous = _close_abandoned_run(marker)
     wanted = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower() not in ("false", "0")
     start_run.setdefault("log_system_metrics", wanted)
     try:
         with mlflow.start_run(**start_run) as run:
             write_json(marker, {"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()})
+            if tags:
+                mlflow.set_tags(tags)
             if previous is not None:
                 client, dead = previous
                 mlflow.set_tag(PREVIOUS_ATTEMPT_TAG, dead)

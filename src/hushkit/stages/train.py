@@ -1,6 +1,7 @@
 """train: fit one registered architecture (train@<arch>) on the packed features, log everything to an MLflow child
 run of the pipeline's parent run (tagged with the checkpoint's sha256, by which evaluate and export find it), save a
-self-describing checkpoint. A killed run resumes from its last saved epoch.
+self-describing checkpoint. A killed run resumes from its last saved epoch. In a sweep's trial (hushkit.sweep), every
+epoch's validation loss is reported to the study, whose pruner may stop the run there.
 
 Started by torchrun with several processes (docs/training.md, "Many GPUs"), every process trains its part of each
 batch and rank 0 alone logs, prints and writes the outputs below.
@@ -36,6 +37,7 @@ from hushkit.models import available_models, build_model, save_checkpoint
 from hushkit.models.complexity import macs_per_second
 from hushkit.params import architecture_params
 from hushkit.stages._cli import stage_main
+from hushkit.sweep.pruning import trial_reporter
 from hushkit.timing import write_timing
 from hushkit.training.calibration import choose_attenuation_limit
 from hushkit.training.data import PackedSplit
@@ -148,6 +150,8 @@ def train_and_record(settings: dict[str, Any], config: TrainConfig, processes: P
                 processes=processes).fit()
         return
 
+    # A sweep's trial (hushkit.sweep): each epoch's validation loss goes to the study, which may prune the run.
+    report_to_sweep = trial_reporter(config.epochs)
     mlflow = tracking.setup(params.get("mlflow", {}))
     parent = tracking.parent_run_id(mlflow, params)
     # An attempt killed outright (SIGKILL) left its run RUNNING: closed as KILLED here (see tracking.attempt_run).
@@ -167,6 +171,8 @@ def train_and_record(settings: dict[str, Any], config: TrainConfig, processes: P
         def log_epoch(metrics: dict[str, float], epoch: int) -> None:
             mlflow.log_metrics(metrics, step=epoch)
             logged.add(epoch)
+            if report_to_sweep is not None:   # raises TrialPruned: the stage stops, its run ends FAILED
+                report_to_sweep(metrics, epoch)
 
         trainer = Trainer(model, train, val, config, device, state_path=state_path, fingerprint=fingerprint,
                           on_epoch=log_epoch, processes=processes)
