@@ -4,7 +4,8 @@ and gcnn with the Trainer for a few hundred steps, and score both on the test cl
     python benchmarks/tagging_smoke.py --work /tmp/tagging-smoke --steps 300
 
 The corpus (the download stage on params.yaml's `download`, made smaller by --speakers, --sentences and
---noise-seconds) and the splits (the mix stage, without the test conditions) are built once under --work and reused.
+--noise-seconds) and the splits (the mix stage, without the test conditions) are built once under --work, by the
+stages' own commands on a params file written there, and reused.
 Prints lwlrap (overall, curated, noisy) and mAP per tagger, the chance lwlrap of the same clips, and per-class lwlrap
 with 95 % bootstrap intervals.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from hushkit.config import TrainConfig
 from hushkit.config.tagging import ClipParams
@@ -35,21 +38,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def corpus_and_pools(work: Path, args: argparse.Namespace) -> tuple[Path, pd.DataFrame]:
-    from hushkit.stages import download, mix
-
-    params = load_params(ROOT / "params.yaml")
-    download_params = deep_merge(params["download"], {
-        "sources": ["synthetic"],
-        "speech": {"speakers_per_language": args.speakers, "sentences_per_speaker": args.sentences},
-        "noise": {"seconds": args.noise_seconds}})
-    mix_params = deep_merge(params["mix"], {"mixtures_per_utterance": 1, "test_snr_db": [5],
-                                            "conditions": {"unseen_noise": {"utterances": 0},
-                                                           "reverberant": {"utterances": 0}}})
+    """The synthetic corpus and the mix stage's pools.csv (every file's split), made by the stages' commands."""
+    params = deep_merge(load_params(ROOT / "params.yaml"), {
+        "download": {"sources": ["synthetic"],
+                     "speech": {"speakers_per_language": args.speakers, "sentences_per_speaker": args.sentences},
+                     "noise": {"seconds": args.noise_seconds}},
+        "mix": {"mixtures_per_utterance": 1, "test_snr_db": [5],
+                "conditions": {"unseen_noise": {"utterances": 0}, "reverberant": {"utterances": 0}}}})
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     corpus, mixed = work / "corpus", work / "mix"
+    stage = [sys.executable, "-m"]
     if not (corpus / "manifest.csv").is_file():
-        download.run(download_params, out=corpus)
+        subprocess.run([*stage, "hushkit.stages.download", "--params", str(work / "params.yaml"), "--out",
+                        str(corpus)], check=True)
     if not (mixed / "pools.csv").is_file():
-        mix.run(mix_params, corpus=corpus, out=mixed)
+        subprocess.run([*stage, "hushkit.stages.mix", "--params", str(work / "params.yaml"), "--corpus",
+                        str(corpus), "--out", str(mixed)], check=True)
     return corpus, read_table(mixed / "pools.csv")
 
 
