@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from hushkit.config import TrainConfig
-from hushkit.config.train import GradNormParams
 from hushkit.models import build_model
 from hushkit.tagging.data import TaggingSplit
-from hushkit.training.gradients import LayerGradientNorms, parameter_layers
+from hushkit.training.gradients import parameter_layers
 from hushkit.training.loop import Trainer, mixup, training_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,34 +128,3 @@ def test_the_hook_is_on_only_where_it_has_something_to_do(splits):
     assert "grad_norms" not in tagger_trainer(splits, "tagcnn").hooks  # no recurrent layer, no per-layer metrics
     assert "grad_norms" in tagger_trainer(splits, "tagcnn", grad_norms={"per_layer": True}).hooks
     assert "grad_norms" not in tagger_trainer(splits, "gcnn", grad_norms={"recurrent_min": 0.0}).hooks
-
-
-class FadingRecurrent(torch.nn.Module):
-    """A linear path and a GRU path whose contribution is scaled down to almost nothing: its gradients vanish."""
-
-    def __init__(self, fade: float):
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 1)
-        self.rnn = torch.nn.GRU(4, 3, batch_first=True)
-        self.fade = fade
-
-    def forward(self, x):
-        return self.linear(x).sum() + self.fade * self.rnn(x)[0].sum()
-
-
-@pytest.mark.parametrize("fade, warned", [(1e-9, True), (1.0, False)])
-def test_vanishing_recurrent_gradients_are_told_apart_from_the_rest(fade, warned):
-    torch.manual_seed(0)
-    model = FadingRecurrent(fade)
-    hook = LayerGradientNorms.for_model(model, GradNormParams(per_layer=True, recurrent_min=1e-4))
-    hook.on_epoch_start(1)
-    for _ in range(3):
-        model.zero_grad()
-        model(torch.randn(2, 5, 4)).backward()
-        hook.on_gradients(model)
-    metrics = hook.on_epoch_end(1, model)
-    assert metrics["grad_norm.linear"] > 1  # the rest of the model learns: its norm alone would not tell
-    assert (metrics["grad_norm_recurrent"] < 1e-4) == warned
-    assert bool(hook.warnings(1, metrics)) == warned
-    hook.on_epoch_start(2)
-    assert hook.on_epoch_end(2, model) == {} and hook.warnings(2, {}) == []  # no step, nothing to say
