@@ -4,10 +4,13 @@ scores over many clips."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
+
+from hushkit.io import read_table
 
 
 @dataclass
@@ -19,7 +22,7 @@ class TaggingSplit:
     subsets: np.ndarray  # (clips,) str
 
     def __post_init__(self) -> None:
-        self.waveforms = np.asarray(self.waveforms, dtype=np.float32)
+        self.waveforms = np.asarray(self.waveforms, dtype=np.float32)  # a float32 memory map stays one
         self.targets = np.asarray(self.targets, dtype=np.float32)
         self.subsets = np.asarray(self.subsets, dtype=str)
         if self.waveforms.ndim != 2 or self.targets.ndim != 2:
@@ -29,6 +32,14 @@ class TaggingSplit:
                              "subsets: one each per clip")
         if not len(self.waveforms):
             raise ValueError("a tagging split needs at least one clip")
+
+    @classmethod
+    def load(cls, directory: Path) -> "TaggingSplit":
+        """A split as the tag-features stage writes it: waveforms.npy (memory-mapped), targets.npy, clips.csv."""
+        directory = Path(directory)
+        clips = read_table(directory / "clips.csv")
+        return cls(np.load(directory / "waveforms.npy", mmap_mode="r"), np.load(directory / "targets.npy"),
+                   clips.subset.to_numpy())
 
     def __len__(self) -> int:
         return len(self.waveforms)
@@ -73,7 +84,7 @@ def clip_scores(model: torch.nn.Module, waveforms: np.ndarray, batch_size: int =
     device."""
     model.eval()
     device = next(model.parameters()).device
-    scores = [torch.sigmoid(model(torch.from_numpy(np.ascontiguousarray(waveforms[i : i + batch_size],
-                                                                         dtype=np.float32)).to(device))).cpu()
-              for i in range(0, len(waveforms), batch_size)]
+    # np.array copies: a read-only memory map's slice would make a read-only tensor
+    scores = [torch.sigmoid(model(torch.from_numpy(np.array(waveforms[i : i + batch_size], dtype=np.float32))
+                                  .to(device))).cpu() for i in range(0, len(waveforms), batch_size)]
     return torch.cat(scores).numpy() if scores else np.zeros((0, 0), dtype=np.float32)
