@@ -12,6 +12,7 @@ Nothing here imports Prefect: the flow passes its run logger in as `log`.
 from __future__ import annotations
 
 import datetime
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ PROMOTE_EXIT_CODES = {0: "promoted", 1: "refused"}  # hushkit promote; anything 
 # --- params overrides, as `dvc exp run -S` takes them --------------------------------------------------------------
 
 def hydra_value(value: Any) -> str:
-    """`value` in the override grammar `dvc exp run -S` parses (Hydra's): null, true, numbers, "strings", [lists],
-    {mappings}."""
+    """`value` in the override grammar `dvc exp run -S` parses (Hydra's), read back as the same type and value:
+    null, true, numbers, strings (bare where Hydra reads them as strings, else quoted), [lists], {mappings}."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -42,7 +43,13 @@ def hydra_value(value: Any) -> str:
         return "[" + ", ".join(hydra_value(item) for item in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{key}: {hydra_value(item)}" for key, item in value.items()) + "}"
-    return '"' + str(value).replace('"', '\\"') + '"'
+    text = str(value)
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_\-./]*$", text) and text.lower() not in ("true", "false", "null", "nan",
+                                                                                "inf"):
+        return text
+    # Quoted: a quote is escaped, and so is every backslash before a quote or the closing one (Hydra's rule).
+    quoted = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, quoted) + "'"
 
 
 def flatten_overrides(overlay: dict[str, Any], prefix: str = "") -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hushkit.errors import UserError
+from hushkit.experiments import hydra_value
 
 
 @dataclass(frozen=True)
@@ -61,23 +62,6 @@ def check_study_name(study: str) -> None:
     if not EXPERIMENT_NAME.match(study):
         raise UserError(f"--study {study!r}: use letters, digits, '_' and '-' (it names the trials' DVC "
                         "experiments), starting with a letter or digit")
-
-
-def hydra_value(value: Any) -> str:
-    """`value` as `dvc exp run -S` (Hydra's override grammar) reads it back: the same type and value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if re.match(r"^[A-Za-z_][A-Za-z0-9_\-./]*$", text) and text.lower() not in ("true", "false", "null", "nan",
-                                                                                "inf"):
-        return text
-    # Quoted: a quote is escaped, and so is every backslash before a quote or the closing one (Hydra's rule).
-    quoted = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
-    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, quoted) + "'"
 
 
 def overrides(arch: str, values: dict[str, Any]) -> list[str]:
