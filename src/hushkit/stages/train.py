@@ -104,16 +104,17 @@ def run(train_params: dict[str, Any], *, arch: str, features: Path, out: Path, r
     # The settings as written (recorded with the run and the checkpoint), and as the schema reads them.
     settings = architecture_params(train_params, arch, available_models())
     config = TrainParams.parse(train_params, "train").config(arch)
-    processes = processes_wanted(config.processes, pick_device(config.device))
-    if processes > 1 and not under_torchrun():
+    device = pick_device(config.device)
+    wanted = processes_wanted(config.processes, device)
+    if wanted > 1 and not under_torchrun():
         # This stage's own command line, as that many processes (each then takes the branch below).
-        status = run_under_torchrun(processes, "hushkit.stages.train", sys.argv[1:])
+        status = run_under_torchrun(wanted, "hushkit.stages.train", sys.argv[1:])
         if status:
             sys.exit(status)
         return
     # First, before any tensor operation: the thread count and CPU kernels the weights depend on.
     pin_cpu(config.threads, config.cpu_isa)
-    with torchrun_processes(pick_device(config.device)) as processes:
+    with torchrun_processes(device) as processes:
         train_and_record(settings, config, processes, arch=arch, features=Path(features), out=Path(out),
                          rirs=rirs, state_dir=Path(state_dir), params=params)
 
