@@ -19,6 +19,7 @@ from tests.pipelines.conftest import flow_artifacts, flow_result, isolated_env
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("download", "rirs", "mix", "features")
 PER_ARCH = ("train", "evaluate", "export")
+TAGGER_STAGES = ("tag-train", "tag-evaluate")
 
 # the whole tiny pipeline runs in the first test's fixture: minutes idle, up to its own 2400-s limit on a busy machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -49,7 +50,9 @@ def repo(flow) -> tuple[Path, dict]:
 def stage_names(tiny_params) -> list[str]:
     archs = tiny_params["train"]["architectures"]
     baselines = [f"baseline@{b}" for b in tiny_params["evaluate"]["baselines"]]
-    return [*DATA_STAGES, *baselines, *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary"]
+    taggers = [f"{s}@{a}" for s in TAGGER_STAGES for a in tiny_params["tagging"]["architectures"]]
+    return [*DATA_STAGES, *baselines, *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary", "tag-features",
+            *taggers]
 
 
 def test_every_stage_produced_its_outputs(repo, tiny_params):
@@ -96,6 +99,9 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
         assert entry["dnsmos_files"] == tiny_params["evaluate"]["dnsmos_files"]
     for plot in ("leaderboard.png", "by_snr.png", "by_category.png"):
         assert (data / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
+    for tagger in tiny_params["tagging"]["architectures"]:
+        tagged = json.loads((data / "tagging" / "evaluate" / tagger / "metrics.json").read_text())
+        assert {"lwlrap", "chance_lwlrap", "lwlrap_curated", "lwlrap_noisy", "mAP"} <= set(tagged)
     report = (data / "summary" / "report.html").read_text()
     assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
     timing = json.loads((data / "summary" / "timing.json").read_text())
@@ -124,6 +130,10 @@ def test_registry_and_tracking(repo, tiny_params):
     assert parent.data.tags["best_architecture"] == summary["best"]
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    taggers = [c for c in children if c.data.tags["stage"] == "tag-train"]
+    assert sorted(c.data.tags["architecture"] for c in taggers) == sorted(tiny_params["tagging"]["architectures"])
+    assert all("test_lwlrap" in c.data.metrics for c in taggers)  # tag-evaluate logged into the training run
+    children = [c for c in children if c.data.tags["stage"] == "train"]
     assert sorted(c.data.tags["architecture"] for c in children) == sorted(tiny_params["train"]["architectures"])
     for child in children:
         assert {"train_loss", "val_loss", "grad_norm_mean", "n_params", "macs_per_second", "train_seconds",
@@ -243,7 +253,7 @@ def test_the_same_inputs_give_byte_identical_outputs(repo, tiny_params):
                          for name, stage in yaml.safe_load((repo / "dvc.lock").read_text())["stages"].items()}
     before, outs_before = dvc_output_hashes(repo), lock_outs()
     every_kind = [name for name in stage_names(tiny_params) if "@" not in name or name.startswith("baseline@")
-                  or name.endswith("@crced")]
+                  or name.endswith("@crced") or name.endswith("@tagcnn")]
     out = run(["dvc", "repro", "--force", "--single-item", *every_kind], repo, env).stdout
     assert sorted(line for line in out.splitlines() if line.startswith("Running stage")) == sorted(
         f"Running stage '{name}':" for name in every_kind)

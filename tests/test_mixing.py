@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hushkit.mixing import PEAK_LIMIT, mix_at_snr, noise_segment, snr_db
+from hushkit.audio import rms_db
+from hushkit.mixing import PEAK_LIMIT, at_level, mix_at_snr, noise_segment, snr_db
 
 RATE = 16000
 
@@ -44,3 +45,11 @@ def test_noise_segment_loops_short_noise_and_is_seeded():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="lengths differ"):
         mix_at_snr(np.ones(10, np.float32), np.ones(9, np.float32), 0.0, -20.0, RATE)
+
+
+def test_at_level_sets_the_rms_level_unless_the_peak_would_pass_the_limit():
+    noise = np.random.default_rng(2).standard_normal(RATE).astype(np.float32)
+    quiet = at_level(noise, -30.0)
+    assert quiet.dtype == np.float32 and rms_db(quiet) == pytest.approx(-30.0, abs=1e-3)
+    loud = at_level(noise, 0.0)  # a Gaussian's peak is several times its RMS: the peak limit wins
+    assert np.max(np.abs(loud)) == pytest.approx(PEAK_LIMIT, abs=1e-6) and rms_db(loud) < -6.0

@@ -58,7 +58,11 @@ def test_every_param_dvc_yaml_tracks_exists():
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         body = stage.get("do", stage)
-        items = params["train"]["architectures"] if "foreach" in stage else [None]
+        items = [None]
+        if "foreach" in stage:  # "${section.key}": the list the stage runs once per item of
+            items = params
+            for part in stage["foreach"].strip("${}").split("."):
+                items = items[part]
         for item in items:
             for key in body.get("params", []):
                 node = params

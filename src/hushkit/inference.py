@@ -62,7 +62,7 @@ def from_checkpoint(path: Path) -> Enhancer:
         return from_torchscript(path)
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
         raise ValueError(f"{path}: not a hushkit checkpoint (not a torch.save archive)")
-    model, meta = load_checkpoint(path)
+    model, meta = load_checkpoint(path, kind="denoiser")  # a tagger's checkpoint cannot enhance
     return Enhancer(lambda audio: enhance_waveform(model, audio), _sample_rate(meta, path),
                     f"{meta['model']} ({path})", model=model)
 

@@ -66,3 +66,14 @@ def mix_at_snr(
     realized = snr_db(speech32, noisy32 - speech32, sample_rate)
     return Mixture(clean=(reference * gain).astype(np.float32), noisy=noisy32, realized_snr_db=realized,
                    level_dbfs=rms_db(noisy32))
+
+
+def at_level(audio: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """`audio` scaled to `level_dbfs` RMS, or lower where that would put its peak above 0.99 (float32): the level
+    rule of `mix_at_snr`, for a signal that is not a mixture (a noise clip alone)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    gain = 10.0 ** ((level_dbfs - rms_db(audio)) / 20.0)
+    peak = float(np.max(np.abs(audio))) * gain if audio.size else 0.0
+    if peak > PEAK_LIMIT:
+        gain *= PEAK_LIMIT / peak
+    return (audio * gain).astype(np.float32)

@@ -37,20 +37,22 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def architecture_params(train: dict[str, Any], arch: str, registered: list[str]) -> dict[str, Any]:
+def architecture_params(train: dict[str, Any], arch: str, registered: list[str], section: str = "train"
+                        ) -> dict[str, Any]:
     """One architecture's training settings: `train.common` with `train.models.<arch>` merged over it, so a
     `dvc exp run -S train.models.<arch>.lr=...` changes that architecture alone. `registered`: the model names
-    there are (hushkit.models.available_models())."""
+    there are (hushkit.models.available_models()); `section`: the params section `train` is (`tagging` for the
+    taggers'), as errors name it."""
     listed = train.get("architectures") or []
     if arch not in listed:
-        raise ValueError(f"train.architectures {listed} does not list {arch!r}")
+        raise ValueError(f"{section}.architectures {listed} does not list {arch!r}")
     models = train.get("models") or {}
     # Settings may stay for registered architectures that are not listed (training a subset is one edit of
     # train.architectures); a name that is no model at all is a typo that would silently train the defaults.
     registered = sorted(registered)
     unknown = sorted(set(models) - set(registered))
     if unknown:
-        raise ValueError(f"train.models has settings for {unknown}, which are not registered models "
+        raise ValueError(f"{section}.models has settings for {unknown}, which are not registered models "
                          f"(registered: {registered})")
     settings = deep_merge(train.get("common") or {}, models.get(arch) or {})
     settings["model"] = arch

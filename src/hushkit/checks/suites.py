@@ -194,3 +194,62 @@ def evaluation_scores() -> list:
         E.ExpectColumnValuesToBeBetween(column="estoi", min_value=-1.0, max_value=1.0),
         E.ExpectColumnValuesToBeBetween(column="si_sdr", min_value=-100.0, max_value=100.0),
     ]
+
+
+# --- audio tagging (hushkit.tagging) --------------------------------------------------------------------------------
+# The tag-features stage's clip table: a clip's plan (subset, `;`-joined labels, files and SNRs, level, seed) and the
+# SNR its speech has to all its noise (empty for a curated clip).
+TAGGING_CLIP_COLUMNS = ["id", "split", "subset", "labels", "speech_path", "noise_paths", "snr_db", "level_dbfs", "seed",
+                        "realized_snr_db"]
+TAGGING_SUBSETS = ["curated", "noisy"]
+
+
+def tagging_clips_frame(clips: pd.DataFrame, labels: list[str], speech: str, separator: str) -> pd.DataFrame:
+    """Add `unknown_labels` (labels outside the label set), `noise_labels` (noise categories among a clip's labels)
+    and `well_formed` (a curated clip: one noise category and no speech; a noisy one: speech and some noise)."""
+    out = clips.copy()
+    if not {"labels", "subset"} <= set(out.columns):
+        return out  # the required-columns expectation names what is missing
+    names = out["labels"].fillna("").astype(str).str.split(separator).apply(lambda v: [x for x in v if x])
+    out["unknown_labels"] = names.apply(lambda v: sum(x not in labels for x in v))
+    out["noise_labels"] = names.apply(lambda v: sum(x != speech for x in v))
+    has_speech = names.apply(lambda v: speech in v)
+    out["well_formed"] = (((out.subset == "curated") & ~has_speech & (out.noise_labels == 1))
+                          | ((out.subset == "noisy") & has_speech & (out.noise_labels >= 1)))
+    return out
+
+
+def tagging_clips(max_noises: int) -> list:
+    """The clip table after `tagging_clips_frame` (id column `id`)."""
+    E = _e()
+    return [
+        E.ExpectTableColumnsToMatchSet(column_set=TAGGING_CLIP_COLUMNS, exact_match=False),
+        E.ExpectColumnValuesToBeUnique(column="id"),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
+        E.ExpectColumnValuesToBeInSet(column="subset", value_set=TAGGING_SUBSETS),
+        # A label the tagger has no output for could never be scored.
+        E.ExpectColumnValuesToBeBetween(column="unknown_labels", max_value=0),
+        E.ExpectColumnValuesToBeBetween(column="noise_labels", min_value=1, max_value=max_noises),
+        # What the subsets promise: curated = one category alone, noisy = speech in noise.
+        E.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True]),
+        E.ExpectColumnValuesToBeBetween(column="level_dbfs", min_value=-100.0, max_value=0.0),
+    ]
+
+
+def tagging_arrays() -> list:
+    """Rows of `stats.array_stats` (id column `name`) of a split's waveforms (clips x samples, within [-1, 1]) and
+    multi-hot targets (clips x labels, 0 or 1): finite, float32, one row per clip, and at least one clip."""
+    E = _e()
+    return [
+        E.ExpectColumnValuesToBeInSet(column="all_finite", value_set=[True]),
+        E.ExpectColumnValuesToBeBetween(column="peak", max_value=1.0),
+        E.ExpectColumnValuesToBeInSet(column="ndim", value_set=[2]),
+        E.ExpectColumnValuesToBeBetween(column="size", min_value=1),
+        E.ExpectColumnValuesToBeInSet(column="dtype", value_set=["float32"]),
+    ]
+
+
+def tagging_scores(labels: list[str]) -> list:
+    """A tagger's clip scores (id column `id`, one column per label): every score a probability."""
+    E = _e()
+    return [E.ExpectColumnValuesToBeBetween(column=label, min_value=0.0, max_value=1.0) for label in labels]

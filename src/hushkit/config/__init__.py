@@ -14,13 +14,16 @@ from hushkit.config.pipeline import (
     validate_params,
 )
 from hushkit.config.schema import ParamsError, Section
+from hushkit.config.tagging import ClipParams, TaggingParams, TagEvaluateParams
 from hushkit.config.train import (
-    AdversarialParams, DynamicMixingParams, EarlyStoppingParams, LrSchedule, SwaParams, TrainConfig, TrainParams,
+    AdversarialParams, DynamicMixingParams, EarlyStoppingParams, GradNormParams, LrSchedule, SwaParams, TrainConfig,
+    TrainParams,
 )
 
 __all__ = [
-    "AdversarialParams", "DownloadParams", "DynamicMixingParams", "EarlyStoppingParams", "EvaluateParams",
-    "ExportParams", "FeaturesParams", "IngestParams", "LocalFolders", "LrSchedule", "MinimumParams", "MixParams",
-    "MlflowParams", "Params", "ParamsError", "PromoteParams", "RetrainSchedule", "RirsParams", "Section",
-    "SummaryParams", "SwaParams", "TrainConfig", "TrainParams", "validate_params",
+    "AdversarialParams", "ClipParams", "DownloadParams", "DynamicMixingParams", "EarlyStoppingParams", "EvaluateParams",
+    "ExportParams", "FeaturesParams", "GradNormParams", "IngestParams", "LocalFolders", "LrSchedule", "MinimumParams",
+    "MixParams", "MlflowParams", "Params", "ParamsError", "PromoteParams", "RetrainSchedule", "RirsParams", "Section",
+    "SummaryParams", "SwaParams", "TagEvaluateParams", "TaggingParams", "TrainConfig", "TrainParams",
+    "validate_params",
 ]

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from hushkit.config.data import DownloadParams, FeaturesParams, MixParams, RirsParams
 from hushkit.config.schema import Section, at_least, param
+from hushkit.config.tagging import TaggingParams
 from hushkit.config.train import TrainParams
 
 
@@ -74,6 +75,7 @@ class Params(Section):
     evaluate: EvaluateParams | None = None
     export: ExportParams | None = None
     summary: SummaryParams | None = None
+    tagging: TaggingParams | None = None
     schedule: RetrainSchedule | None = None
     promote: PromoteParams | None = None
     mlflow: MlflowParams | None = None

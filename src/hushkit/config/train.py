@@ -66,6 +66,17 @@ class SwaParams(Section):
 
 
 @dataclass(frozen=True)
+class GradNormParams(Section):
+    """`grad_norms`: `per_layer` logs every layer's mean gradient norm per epoch (`grad_norm.<layer>`, and
+    `grad_norm_recurrent` for the recurrent layers together); a model with recurrent layers (GRU, LSTM) is warned
+    about when their epoch's mean gradient norm falls below `recurrent_min` (0: no warning), the sign that they
+    have stopped learning while the rest of the model may not have (hushkit.training.gradients)."""
+
+    per_layer: bool = False
+    recurrent_min: float = param(1e-4, rule=at_least(0, note="0: off"))
+
+
+@dataclass(frozen=True)
 class AdversarialParams(Section):
     """`adversarial`, for models with a discriminator: the generator's adversarial term's weight, the
     discriminator's learning rate, and the epoch it starts (later: pre-train on the reconstruction loss alone)."""
@@ -158,6 +169,7 @@ class TrainConfig(Section):
     swa: SwaParams = param(factory=SwaParams)
     checkpoint_every: int = param(1, rule=at_least(0, note="0: never"))  # epochs between resumable states
     adversarial: AdversarialParams = param(factory=AdversarialParams)
+    grad_norms: GradNormParams = param(factory=GradNormParams)
     # `auto`: bfloat16 (or float16) autocast on a CUDA device, float32 elsewhere; bf16 / fp16 force it; fp32 is off
     mixed_precision: str | bool | None = param("auto", rule=one_of(*PRECISIONS, True, False))
     # The train stage's settings.

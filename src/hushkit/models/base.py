@@ -1,8 +1,10 @@
-"""The Denoiser contract, the model registry, and the machinery shared by spectral-mask and learned-filterbank models.
+"""The model registry, the Denoiser contract, and the machinery shared by spectral-mask and learned-filterbank models.
 
-Every model maps a noisy waveform batch ``(B, T)`` float32 at ``model.sample_rate`` to an enhanced waveform of
-exactly the same shape, for any ``T >= 1``. That keeps training, evaluation, export and inference the same code
-for every architecture.
+The registry holds models of two kinds (``Model.kind``): denoisers, which map a noisy waveform batch ``(B, T)``
+float32 at ``model.sample_rate`` to an enhanced waveform of exactly the same shape, for any ``T >= 1`` (that keeps
+training, evaluation, export and inference the same code for every architecture), and taggers
+(hushkit.models.tagger), which map a waveform batch to clip-level label logits. ``available_models()`` lists the
+denoisers, ``available_models("tagger")`` the taggers; building and checkpoints treat both alike.
 
 Constructor arguments are recorded by ``@capture_init`` on every model's ``__init__`` (``model.config``, a
 JSON-serialisable dict), so that ``build_model(model.name, **model.config)`` rebuilds an identical architecture: a
@@ -22,18 +24,19 @@ from torch import Tensor, nn
 from hushkit.models.filterbank import FourierFilterbank, SampleFrames
 from hushkit.models.stft import ConvISTFT, ConvSTFT
 
-_REGISTRY: dict[str, type["Denoiser"]] = {}
+_REGISTRY: dict[str, type["Model"]] = {}
+KINDS = ("denoiser", "tagger")
 
-D = TypeVar("D", bound=type["Denoiser"])
+D = TypeVar("D", bound=type["Model"])
 
 
 def register_model(name: str) -> Callable[[D], D]:
-    """Class decorator: make a Denoiser buildable by `name` (case-insensitive)."""
+    """Class decorator: make a Denoiser or a tagger buildable by `name` (case-insensitive)."""
     key = name.lower()
 
     def decorate(cls: D) -> D:
-        if not (isinstance(cls, type) and issubclass(cls, Denoiser)):
-            raise TypeError(f"@register_model({name!r}) needs a Denoiser subclass, got {cls!r}")
+        if not (isinstance(cls, type) and issubclass(cls, Model) and cls.kind in KINDS):
+            raise TypeError(f"@register_model({name!r}) needs a Denoiser or tagger subclass, got {cls!r}")
         if not getattr(cls.__init__, "captures_config", False):
             raise TypeError(f"@register_model({name!r}): {cls.__qualname__}.__init__ needs @capture_init, which "
                             "records the arguments a checkpoint rebuilds the model from")
@@ -46,19 +49,22 @@ def register_model(name: str) -> Callable[[D], D]:
     return decorate
 
 
-def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+def available_models(kind: str = "denoiser") -> list[str]:
+    """The registered models of `kind` (`denoiser` or `tagger`), sorted."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
+    return sorted(name for name, cls in _REGISTRY.items() if cls.kind == kind)
 
 
-def model_class(name: str) -> type["Denoiser"]:
+def model_class(name: str) -> type["Model"]:
     try:
         return _REGISTRY[str(name).lower()]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(available_models()) or '(none)'}") \
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(_REGISTRY)) or '(none)'}") \
             from None
 
 
-def build_model(name: str, **kwargs: Any) -> "Denoiser":
+def build_model(name: str, **kwargs: Any) -> "Model":
     """Instantiate the registered model `name` (case-insensitive) with constructor `kwargs`."""
     cls = model_class(name)
     try:
@@ -117,15 +123,17 @@ def capture_init(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-class Denoiser(nn.Module):
-    """Base of every model: ``forward(noisy (B, T)) -> enhanced (B, T)`` at ``self.sample_rate``.
+class Model(nn.Module):
+    """Base of every registered model: a waveform ``(B, T)`` at ``self.sample_rate`` in; what comes out depends on
+    its `kind` (a Denoiser's enhanced waveform, a tagger's label logits).
 
     Subclasses: take keyword arguments only, decorate ``__init__`` with ``@capture_init`` (which records them in
-    ``self.config``), call ``super().__init__(sample_rate=sample_rate)``, implement ``forward`` and
-    ``algorithmic_latency_samples``, and, if they learn input statistics, ``prepare``.
+    ``self.config``), call ``super().__init__(sample_rate=sample_rate)``, implement ``forward`` and, if they learn
+    input statistics, ``prepare``.
     """
 
     name: ClassVar[str] = ""  # set by @register_model
+    kind: ClassVar[str] = ""  # one of KINDS, set by the kind's base class
     config: dict[str, Any]
 
     @capture_init
@@ -134,8 +142,26 @@ class Denoiser(nn.Module):
         if int(sample_rate) <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.sample_rate = int(sample_rate)
-        # The share of the noisy input mixed back into the output (0: none); see set_attenuation_limit.
-        self.dry_gain = 0.0
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def prepare(self, noisy: Tensor | Iterable[Tensor]) -> None:
+        """Learn whatever input statistics the model needs from training input audio ((B, T) batches), once,
+        before training. The default: nothing to learn."""
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, sample_rate={self.sample_rate}"
+
+
+class Denoiser(Model):
+    """Base of every denoiser: ``forward(noisy (B, T)) -> enhanced (B, T)`` at ``self.sample_rate``; besides
+    Model's duties, a subclass implements ``algorithmic_latency_samples``."""
+
+    kind: ClassVar[str] = "denoiser"
+    # The share of the noisy input mixed back into the output (0: none); see set_attenuation_limit.
+    dry_gain: float = 0.0
 
     @property
     def algorithmic_latency_samples(self) -> int:
@@ -161,17 +187,6 @@ class Denoiser(nn.Module):
         if self.dry_gain == 0:
             return enhanced
         return enhanced + self.dry_gain * (noisy - enhanced)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def prepare(self, noisy: Tensor | Iterable[Tensor]) -> None:
-        """Learn whatever input statistics the model needs from training noisy audio ((B, T) batches), once,
-        before training. The default: nothing to learn."""
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, sample_rate={self.sample_rate}"
 
 
 class SpectralMaskDenoiser(Denoiser):

@@ -1,4 +1,5 @@
-"""Self-describing checkpoints: the file alone rebuilds the model (name + constructor args + weights).
+"""Self-describing checkpoints: the file alone rebuilds the model (name + constructor args + weights), a denoiser's
+or a tagger's alike (the registered name says which kind it is).
 
 Payload (a plain dict, written atomically with ``torch.save``)::
 
@@ -27,7 +28,7 @@ import torch
 
 import hushkit
 from hushkit.io import atomic_path
-from hushkit.models.base import Denoiser, build_model
+from hushkit.models.base import KINDS, Denoiser, Model, build_model, model_class
 
 FORMAT = "hushkit-checkpoint/1"
 RESERVED = ("format", "model", "args", "state_dict", "sample_rate", "versions")
@@ -58,10 +59,10 @@ def _plain(value: Any, where: str) -> Any:
                     "cannot restore; store tensors, numbers, strings, lists or dicts")
 
 
-def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: Model, **extra: Any) -> Path:
     """Write `model` (and any `extra` entries: epoch, optimizer state, metrics, ...) to `path` atomically."""
-    if not isinstance(model, Denoiser) or not model.name:
-        raise TypeError(f"save_checkpoint needs a registered Denoiser, got {type(model).__name__}")
+    if not isinstance(model, Model) or not model.name:
+        raise TypeError(f"save_checkpoint needs a registered model, got {type(model).__name__}")
     clash = sorted(set(extra) & {*RESERVED, *OPTIONAL})
     if clash:
         raise ValueError(f"extra checkpoint entries {clash} would overwrite reserved keys {[*RESERVED, *OPTIONAL]}")
@@ -71,7 +72,7 @@ def save_checkpoint(path: str | os.PathLike, model: Denoiser, **extra: Any) -> P
         "args": _plain(model.config, "args"),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
         "sample_rate": int(model.sample_rate),
-        "attenuation_limit_db": model.attenuation_limit_db,
+        "attenuation_limit_db": getattr(model, "attenuation_limit_db", None),  # a denoiser's (hushkit.models.base)
         "versions": {"hushkit": str(hushkit.__version__), "torch": str(torch.__version__),
                      "numpy": np.__version__, "python": platform.python_version()},
         **{key: _plain(value, repr(key)) for key, value in extra.items()},
@@ -108,14 +109,25 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Denoiser, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", kind: str | None = None
+                    ) -> tuple[Model, dict[str, Any]]:
     """Rebuild the model from the file alone (registry name + args + weights), in eval mode.
 
     Returns ``(model, meta)``; ``meta`` is the payload without the state_dict (model, args, sample_rate,
-    versions and whatever extra entries were saved).
+    versions and whatever extra entries were saved). With `kind` (`denoiser` or `tagger`), a checkpoint of another
+    kind is refused with a ValueError naming the file.
     """
     path = Path(path)
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
     payload = read_checkpoint(path, map_location)
+    if kind is not None:
+        try:
+            found = model_class(payload["model"]).kind
+        except ValueError as err:
+            raise ValueError(f"{path}: cannot rebuild model {payload['model']!r}: {err}") from err
+        if found != kind:
+            raise ValueError(f"{path}: holds the {found} {payload['model']!r}, not a {kind}")
     try:
         model = build_model(payload["model"], **payload["args"])
     except (ValueError, TypeError) as err:
@@ -127,10 +139,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> tuple
     if model.sample_rate != payload["sample_rate"]:
         raise ValueError(f"{path}: sample_rate {payload['sample_rate']} disagrees with the model's "
                          f"{model.sample_rate}")
-    try:
-        model.set_attenuation_limit(payload.get("attenuation_limit_db"))
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: bad attenuation_limit_db: {err}") from err
+    limit = payload.get("attenuation_limit_db")
+    if isinstance(model, Denoiser):
+        try:
+            model.set_attenuation_limit(limit)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: bad attenuation_limit_db: {err}") from err
+    elif limit is not None:
+        raise ValueError(f"{path}: a {model.kind} has no attenuation limit, yet the file records {limit!r}")
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         model.to(map_location)
     model.eval()

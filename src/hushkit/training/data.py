@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,14 @@ class TrainingSource(Protocol):
 
     def prepare_batch(self, batch_size: int, segment: int, seed: int) -> torch.Tensor:
         """Noisy examples for a model's input statistics (hushkit.models.Denoiser.prepare), the same for a seed."""
+        ...
+
+
+class ValidationSource(Protocol):
+    """Where validation batches come from: the same (inputs, targets) batches, in the same order, every time."""
+
+    def fixed_batches(self, batch_size: int, segment: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(inputs, targets) numpy batches of at most `batch_size` examples, inputs `segment` samples long."""
         ...
 
 

@@ -1,5 +1,5 @@
 """Training hooks: the optional pieces of training (weight averaging, the adversarial discriminator step, mixed
-precision) that plug into the Trainer's one path instead of branching it.
+precision, per-layer gradient norms) that plug into the Trainer's one path instead of branching it.
 
 Every optimizer step the Trainer runs, in this order (each method's default does nothing):
 
@@ -7,12 +7,14 @@ Every optimizer step the Trainer runs, in this order (each method's default does
     on_step(loss, batch)           → the loss to minimise; a hook may add a term (the adversarial one)
     backward(loss, optimizer)      the first hook that returns True ran the backward pass (loss scaling) and left
                                    true gradients; otherwise loss.backward()
+    on_gradients(model)            the true gradients, before clipping (per-layer gradient norms)
     step_optimizer(optimizer)      the first that returns True stepped the optimizer; otherwise optimizer.step()
     after_step(model)              after the LR schedule's step (an exponential moving average)
 
 and every epoch `on_epoch_start(epoch)`, then `on_epoch_end(epoch, model)`, whose figures join the epoch's metrics
-(`describe` adds them to the epoch's line). `lr_scheduler` takes over the LR schedule while set (SWA's SWALR);
-`averaged_model()` is validated and kept instead of the trained weights when set. `notes(epochs)` are said once
+(`describe` adds them to the epoch's line; `warnings(epoch, metrics)` are said as warnings after it).
+`lr_scheduler` takes over the LR schedule while set (SWA's SWALR); `averaged_model()` is validated and kept instead
+of the trained weights when set. `notes(epochs)` are said once
 before training. A hook's `state_dict()` is saved under its `key` in the resumable state and restored by
 `load_state_dict` before the optimizer's own state (which then restores the LR exactly). Under torchrun every
 process runs every hook alike on identical weights; a hook that cannot says so in `not_distributed`.
@@ -28,6 +30,9 @@ from hushkit.config import TrainConfig
 
 
 class Batch(NamedTuple):
+    """One training step's batch. A tagger's: noisy = the waveforms, clean = the multi-hot targets, enhanced = the
+    logits."""
+
     noisy: torch.Tensor
     clean: torch.Tensor
     enhanced: torch.Tensor  # the model's output, float32
@@ -53,6 +58,9 @@ class TrainingHook:
     def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
         return False
 
+    def on_gradients(self, model: torch.nn.Module) -> None:
+        pass
+
     def step_optimizer(self, optimizer: torch.optim.Optimizer) -> bool:
         return False
 
@@ -69,6 +77,9 @@ class TrainingHook:
     def describe(self, metrics: dict[str, float]) -> str:
         return ""
 
+    def warnings(self, epoch: int, metrics: dict[str, float]) -> list[str]:
+        return []
+
     def averaged_model(self) -> torch.nn.Module | None:
         return None
 
@@ -81,14 +92,19 @@ class TrainingHook:
 
 def training_hooks(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
                    device: torch.device) -> dict[str, TrainingHook]:
-    """The hooks `config` turns on for `model`, by key: mixed precision (`mixed_precision`), the exponential moving
-    average (`ema_decay`), stochastic weight averaging (`swa.start_epoch`), and the adversarial step for a model
-    with a discriminator (`adversarial.weight`)."""
+    """The hooks `config` turns on for `model`, by key: mixed precision (`mixed_precision`), the gradient norms of
+    each layer or of the recurrent ones (`grad_norms`), the exponential moving average (`ema_decay`), stochastic
+    weight averaging (`swa.start_epoch`), and the adversarial step for a model with a discriminator
+    (`adversarial.weight`)."""
     from hushkit.training.adversarial import AdversarialHook
     from hushkit.training.averaging import ExponentialAverage, StochasticWeightAverage
+    from hushkit.training.gradients import LayerGradientNorms
     from hushkit.training.precision import precision_hooks
 
     hooks: list[TrainingHook] = [*precision_hooks(config.mixed_precision, device)]
+    gradients = LayerGradientNorms.for_model(model, config.grad_norms)
+    if gradients is not None:
+        hooks.append(gradients)
     if config.ema_decay > 0:
         hooks.append(ExponentialAverage(model, config.ema_decay))
     if config.swa.start_epoch:

@@ -1,7 +1,13 @@
 """The training loop: AdamW under a selectable LR schedule, optional mixup, early stopping, gradient-norm logging,
 best-on-validation weights and a resumable state saved every few epochs. Weight averaging (EMA or SWA), the
-adversarial step of models with a discriminator and mixed precision plug in as hooks (hushkit.training.hooks).
-Under torchrun, every process trains on its part of each batch (hushkit.training.distributed)."""
+adversarial step of models with a discriminator, mixed precision and per-layer gradient norms plug in as hooks
+(hushkit.training.hooks). Under torchrun, every process trains on its part of each batch
+(hushkit.training.distributed).
+
+One loop for both kinds of registered model (hushkit.models.base.KINDS): a batch is (inputs, targets) and the
+model's kind picks the loss (`training_loss`): a denoiser maps noisy waveforms to enhanced ones, scored against the
+clean ones by `train.loss`'s weighted terms; a tagger maps waveforms to label logits, scored against multi-hot
+targets by binary cross-entropy."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +24,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hushkit.config import TrainConfig
-from hushkit.training.data import PackedSplit, TrainingSource
+from hushkit.training.data import TrainingSource, ValidationSource
 from hushkit.training.distributed import Processes
 from hushkit.training.hooks import Batch, TrainingHook, training_hooks
 from hushkit.training.losses import combined_loss
@@ -36,10 +42,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def training_loss(model: torch.nn.Module, config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """loss(outputs, targets) for `model`'s kind: a tagger's binary cross-entropy on its logits (multi-label: one
+    independent yes/no per class, mean over classes and examples); a denoiser's `config.loss` terms."""
+    if getattr(model, "kind", "denoiser") == "tagger":
+        return torch.nn.functional.binary_cross_entropy_with_logits
+    return combined_loss(config.loss)
+
+
 def mixup(noisy: torch.Tensor, clean: torch.Tensor, alpha: float,
           rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each example blended with a random partner by λ ~ Beta(α, α), the SAME λ for noisy and clean: a mixture is
-    additive (noisy = clean + noise), so the blend is again a valid pair (blended clean + blended noise)."""
+    """Each example blended with a random partner by λ ~ Beta(α, α), the SAME λ for inputs and targets. A denoiser's
+    mixture is additive (noisy = clean + noise), so the blend is again a valid pair (blended clean + blended noise);
+    a tagger's multi-hot targets become the blend's soft targets (each label's presence weighted by λ)."""
     weight = torch.as_tensor(rng.beta(alpha, alpha, size=(len(noisy), 1)).astype(np.float32), device=noisy.device)
     partner = torch.as_tensor(rng.permutation(len(noisy)), device=noisy.device)
     return (weight * noisy + (1 - weight) * noisy[partner]), (weight * clean + (1 - weight) * clean[partner])
@@ -64,11 +79,13 @@ class EarlyStopping:
 
 
 class Trainer:
-    """Trains any waveform→waveform Denoiser; `on_epoch(metrics, epoch)` receives each epoch's figures.
+    """Trains any registered model, a denoiser or a tagger (see the module docstring); `on_epoch(metrics, epoch)`
+    receives each epoch's figures.
 
-    `train` is a TrainingSource: the mix stage's fixed pairs (PackedSplit) or dynamic mixing (DynamicMixer); it is
-    asked for the batch of each global step. `val` is always the fixed validation pairs. `config.segment` (samples
-    per training crop) must be set.
+    `train` is a TrainingSource: for a denoiser the mix stage's fixed pairs (PackedSplit) or dynamic mixing
+    (DynamicMixer), for a tagger its clips (hushkit.tagging.data.TaggingSplit); it is asked for the (inputs,
+    targets) batch of each global step. `val` gives the fixed validation batches (the fixed pairs; the validation
+    clips). `config.segment` (samples per training crop) must be set.
 
     The hooks `config` turns on (hushkit.training.hooks.training_hooks) are in `hooks`, by key.
 
@@ -85,7 +102,7 @@ class Trainer:
         self,
         model: torch.nn.Module,
         train: TrainingSource,
-        val: PackedSplit,
+        val: ValidationSource,
         config: TrainConfig,
         device: torch.device,
         on_epoch: Callable[[dict[str, float], int], None] = lambda metrics, epoch: None,
@@ -105,7 +122,7 @@ class Trainer:
         self.state_path = Path(state_path) if state_path is not None else None
         # The config is part of what a saved state must match: resuming under other settings is never exact.
         self.fingerprint = fingerprint + "\n" + json.dumps(asdict(config), sort_keys=True)
-        self.loss_fn = combined_loss(config.loss)
+        self.loss_fn = training_loss(model, config)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, config)
         self.rng = np.random.default_rng(config.seed)
@@ -127,8 +144,9 @@ class Trainer:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
 
     def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
-        """One optimizer step; returns the reconstruction loss (comparable to the validation loss, with or without
-        a hook's extra term) and the gradient norm before clipping."""
+        """One optimizer step on a batch of inputs (`noisy`) and targets (`clean`; a tagger's multi-hot labels);
+        returns the model's loss (comparable to the validation loss, with or without a hook's extra term) and the
+        gradient norm before clipping."""
         hooks = self.hooks.values()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -143,6 +161,8 @@ class Trainer:
             loss = hook.on_step(loss, Batch(noisy, clean, enhanced))
         if not any(hook.backward(loss, self.optimizer) for hook in hooks):
             loss.backward()
+        for hook in hooks:
+            hook.on_gradients(self.model)
         # The norm before clipping is what tells a vanishing or exploding gradient apart from a healthy one.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         if not any(hook.step_optimizer(self.optimizer) for hook in hooks):
@@ -161,7 +181,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """The reconstruction loss on the validation split (no hook's extra term: comparable across models)."""
+        """The model's loss on the validation split (no hook's extra term: comparable across models)."""
         model = self.evaluated_model.eval()
         losses, weights = [], []
         for noisy, clean in self.val.fixed_batches(self.config.batch_size,
@@ -255,6 +275,9 @@ class Trainer:
         if not math.isfinite(mean_norm) or mean_norm < VANISHING_GRAD_NORM:
             problem = "is not finite" if not math.isfinite(mean_norm) else "has vanished: the model stopped learning"
             say(f"[bold red]WARNING[/]: epoch {epoch}: mean gradient norm {mean_norm:.2e} {problem}")
+        for hook in self.hooks.values():
+            for warning in hook.warnings(epoch, metrics):
+                say(f"[bold red]WARNING[/]: epoch {epoch}: {warning}")
         if self.stopped_epoch is not None:
             say(f"early stopping after epoch {epoch}: validation loss has not improved by more than "
                 f"{cfg.early_stopping.min_delta} for {self.early_stopping.stale_epochs} epochs "

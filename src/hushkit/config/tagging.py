@@ -1,0 +1,66 @@
+"""The `tagging` section: the clips (`tagging.clips`: how many curated and noisy clips each split gets, how long
+they are, the ranges their SNRs and levels are drawn from; hushkit.tagging.clips), the taggers and their training
+settings, and their evaluation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hushkit.config.schema import Section, above, at_least, nonempty, param
+from hushkit.config.train import Range, TrainConfig, TrainParams
+
+
+@dataclass(frozen=True)
+class SplitCounts(Section):
+    """A number of clips per split."""
+
+    train: int = param(rule=at_least(0))
+    val: int = param(rule=at_least(0))
+    test: int = param(rule=at_least(0))
+
+
+@dataclass(frozen=True)
+class ClipParams(Section):
+    """`clips`: curated clips are one noise category alone (`curated_per_category` of every category, per split);
+    noisy clips are speech plus 1 to `max_noises` noise categories, each at its own SNR to the speech drawn from
+    `snr_db` (`noisy` per split). Every clip is `seconds` long at a level drawn from `level_dbfs`; the speech is
+    trimmed of its silent ends (`trim_top_db` below its peak) first."""
+
+    seed: int = 13
+    seconds: float = param(2.0, rule=above(0))
+    curated_per_category: SplitCounts = param(factory=lambda: SplitCounts(train=24, val=4, test=8))
+    noisy: SplitCounts = param(factory=lambda: SplitCounts(train=240, val=40, test=80))
+    max_noises: int = param(3, rule=at_least(1))
+    snr_db: Range = param(factory=lambda: Range(-5.0, 15.0))
+    level_dbfs: Range = param(factory=lambda: Range(-35.0, -15.0))
+    trim_top_db: float = param(35.0, rule=above(0))
+
+
+@dataclass(frozen=True)
+class TagEvaluateParams(Section):
+    """`evaluate`: the percentile-bootstrap intervals of lwlrap (resamples of the test clips, seeded)."""
+
+    resamples: int = param(1000, rule=at_least(1))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TaggingParams(Section):
+    """`tagging`: the clips (tag-features), the taggers trained (tag-train@<arch>: `architectures`, with
+    `common` and `models.<arch>` exactly as the `train` section's, read by the same TrainConfig) and their
+    evaluation (tag-evaluate@<arch>)."""
+
+    architectures: list[str] = param(rule=nonempty())
+    clips: ClipParams = param(factory=ClipParams)
+    common: dict[str, Any] = param(factory=dict)
+    models: dict[str, dict[str, Any] | None] = param(factory=dict)
+    evaluate: TagEvaluateParams = param(factory=TagEvaluateParams)
+
+    def check(self) -> None:
+        for arch in dict.fromkeys([*self.architectures, *self.models]):
+            self.config(arch)
+
+    def config(self, arch: str, **derived_values: Any) -> TrainConfig:
+        """`arch`'s TrainConfig (an error names tagging.common or tagging.models.<arch>)."""
+        return TrainParams(architectures=self.architectures, common=self.common, models=self.models).config(
+            arch, **derived_values)

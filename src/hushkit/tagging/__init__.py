@@ -1,0 +1,12 @@
+"""Audio tagging: what is in a recording (speech, which noise categories), as multi-label clip scores.
+
+* ``labels``: the label set (the corpus's noise categories plus ``speech``) and multi-hot targets;
+* ``clips``: curated (one noise category alone) and noisy (speech plus one to three noise categories) clips, built
+  from the mix stage's speaker- and noise-instance-disjoint splits;
+* ``data``: a split of rendered clips as the Trainer's training and validation source, and clip scores of a model;
+* ``frontend``: the log-mel front end every tagger runs inside itself (waveform in, features out);
+* ``metrics``: lwlrap (overall, per class with bootstrap intervals, its chance level) and mAP.
+
+The taggers themselves (``tagcnn``, ``gcnn``) live in the model registry beside the denoisers (hushkit.models).
+This package's ``__init__`` imports nothing, so that hushkit.models may import the front end.
+"""
