@@ -25,7 +25,7 @@ from hushkit.models import load_checkpoint
 from hushkit.stages._cli import stage_main
 from hushkit.tagging.data import TaggingSplit, clip_scores
 from hushkit.tagging.metrics import (
-    average_precision, chance_lwlrap, lwlrap, mean_average_precision, per_class_lwlrap,
+    average_precision, chance_lwlrap, mean_average_precision, per_class_lwlrap,
 )
 
 SUBSETS = ("curated", "noisy")
@@ -44,11 +44,11 @@ def score(test: TaggingSplit, scores: np.ndarray, labels: list[str], resamples: 
         keep = test.subsets == subset
         if not keep.any():
             continue
-        metrics[f"lwlrap_{subset}"] = lwlrap(test.targets[keep], scores[keep])
-        metrics[f"chance_lwlrap_{subset}"] = chance_lwlrap(test.targets[keep])
-        metrics[f"clips_{subset}"] = int(keep.sum())
-        table[f"lwlrap_{subset}"] = per_class_lwlrap(test.targets[keep], scores[keep], labels, resamples=0
-                                                     ).classes.lwlrap.to_numpy()
+        part = per_class_lwlrap(test.targets[keep], scores[keep], labels, resamples=resamples, seed=seed)
+        metrics.update({f"lwlrap_{subset}": part.overall, f"lwlrap_{subset}_low": part.low,
+                        f"lwlrap_{subset}_high": part.high, f"chance_lwlrap_{subset}": chance_lwlrap(test.targets[keep]),
+                        f"clips_{subset}": int(keep.sum())})
+        table[f"lwlrap_{subset}"] = part.classes.lwlrap.to_numpy()
     return metrics, table, report.notes
 
 
@@ -85,7 +85,8 @@ def run(section: dict[str, Any], *, arch: str, features: Path, model: Path, out:
             mlflow.log_artifact(str(out / name), artifact_path="evaluation")
     for note in notes:
         print(f"tag-evaluate: note: {note}")
-    subsets = "".join(f", {subset} {metrics[f'lwlrap_{subset}']:.3f} (chance {metrics[f'chance_lwlrap_{subset}']:.3f})"
+    subsets = "".join(f", {subset} {metrics[f'lwlrap_{subset}']:.3f} [{metrics[f'lwlrap_{subset}_low']:.3f}, "
+                      f"{metrics[f'lwlrap_{subset}_high']:.3f}] (chance {metrics[f'chance_lwlrap_{subset}']:.3f})"
                       for subset in SUBSETS if f"lwlrap_{subset}" in metrics)
     print(f"tag-evaluate: {arch} on {len(test)} test clips: lwlrap {metrics['lwlrap']:.3f} "
           f"[{metrics['lwlrap_low']:.3f}, {metrics['lwlrap_high']:.3f}] (chance {metrics['chance_lwlrap']:.3f})"
