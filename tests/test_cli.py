@@ -20,13 +20,10 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def onnx_model(checkpoint):
     from hushkit.models import load_checkpoint
-    from hushkit.models.onnx_export import export_onnx
-    from hushkit.stages.export import stamp_metadata
+    from hushkit.models.onnx_export import checkpoint_metadata, export_onnx
 
     model, meta = load_checkpoint(checkpoint)
-    path = export_onnx(model, checkpoint.with_suffix(".onnx"))
-    stamp_metadata(path, meta)
-    return path
+    return export_onnx(model, checkpoint.with_suffix(".onnx"), metadata=checkpoint_metadata(meta))
 
 
 def test_version():

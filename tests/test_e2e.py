@@ -19,7 +19,8 @@ from tests.pipelines.conftest import flow_artifacts, flow_result, isolated_env
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("download", "rirs", "mix", "features")
 PER_ARCH = ("train", "evaluate", "export")
-TAGGER_STAGES = ("tag-train", "tag-evaluate")
+PER_TAGGER = ("tag-train", "tag-evaluate", "tag-export")
+TAGGER_STAGES = (*PER_TAGGER, "tag-summary")  # what reads only the tagging stages' outputs
 
 # the whole tiny pipeline runs in the first test's fixture: minutes idle, up to its own 2400-s limit on a busy machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -50,9 +51,9 @@ def repo(flow) -> tuple[Path, dict]:
 def stage_names(tiny_params) -> list[str]:
     archs = tiny_params["train"]["architectures"]
     baselines = [f"baseline@{b}" for b in tiny_params["evaluate"]["baselines"]]
-    taggers = [f"{s}@{a}" for s in TAGGER_STAGES for a in tiny_params["tagging"]["architectures"]]
+    taggers = [f"{s}@{a}" for s in PER_TAGGER for a in tiny_params["tagging"]["architectures"]]
     return [*DATA_STAGES, *baselines, *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary", "tag-features",
-            *taggers]
+            *taggers, "tag-summary"]
 
 
 def test_every_stage_produced_its_outputs(repo, tiny_params):
@@ -102,7 +103,14 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
     for tagger in tiny_params["tagging"]["architectures"]:
         tagged = json.loads((data / "tagging" / "evaluate" / tagger / "metrics.json").read_text())
         assert {"lwlrap", "chance_lwlrap", "lwlrap_curated", "lwlrap_noisy", "mAP"} <= set(tagged)
+        exported = json.loads((data / "tagging" / "export" / tagger / "export.json").read_text())
+        assert exported["parity_max_abs_error"] <= 1e-4
+    tagging = json.loads((data / "tagging" / "summary" / "summary.json").read_text())
+    assert tagging["best"] in tiny_params["tagging"]["architectures"]
+    for plot in ("per_class.png", "confusion.png"):
+        assert (data / "tagging" / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
     report = (data / "summary" / "report.html").read_text()
+    assert '<section class="part" id="tagging">' in report
     assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
     timing = json.loads((data / "summary" / "timing.json").read_text())
     assert set(timing) == set(board) and all(entry["rtf"] is not None for entry in timing.values())
@@ -122,6 +130,10 @@ def test_registry_and_tracking(repo, tiny_params):
     assert version.tags["architecture"] == summary["best"]
     best_checkpoint = sha256_file(repo / "data" / "train" / summary["best"] / "model.pt")
     assert version.tags[CHECKPOINT_TAG] == best_checkpoint and float(version.tags["test_rtf"]) > 0
+    best_tagger = json.loads((repo / "data" / "tagging" / "summary" / "summary.json").read_text())["best"]
+    tagger = client.get_model_version_by_alias("hushkit-tagger", "challenger")
+    assert tagger.tags["architecture"] == best_tagger and float(tagger.tags["test_lwlrap"]) > 0
+    assert tagger.tags[CHECKPOINT_TAG] == sha256_file(repo / "data" / "tagging" / "train" / best_tagger / "model.pt")
 
     parents = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                                  filter_string="tags.stage = 'pipeline'")
@@ -236,7 +248,8 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
     finally:
         (repo / "params.yaml").write_text(original)
     # every stage after features reads data/mix or data/features directly (scan is always_changed), except the
-    # taggers' training and scoring, which read only tag-features' outputs (stale once tag-features reruns)
+    # taggers' training, scoring, export and summary, which read only the tagging stages' outputs (stale once
+    # tag-features reruns)
     assert sorted(set(stale) - {"scan"}) == sorted(name for name in stage_names(tiny_params)[4:]
                                                   if not name.startswith(TAGGER_STAGES))
     back = run(["dvc", "repro"], repo, env).stdout  # mix and features run again or come back from the run cache

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from hushkit.tracking import StoreLock, store_lock
+from hushkit.tracking import CHECKPOINT_TAG, StoreLock, git_commit, store_lock
 
-# The registry's names, defined here alone: the registered model (params mlflow.registered_model overrides it), the
-# alias the summary stage points at the best new version, and the alias `hushkit promote` moves.
+# The registry's names, defined here alone: the registered models (params mlflow.registered_model and
+# tagging.registered_model override them), the alias the summary stages point at the best new version, and the alias
+# `hushkit promote` moves. The rules below are the same for every registered model: they read the versions' tags.
 REGISTERED_MODEL = "hushkit-denoiser"
+REGISTERED_TAGGER = "hushkit-tagger"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-MANIFEST_TAG = "data_manifest_sha256"   # export: sha256 of data/mix/manifest.csv, i.e. which test set scored it
+MANIFEST_TAG = "data_manifest_sha256"   # export: a hash of the test set that scored the version (the denoisers':
+                                        # data/mix/manifest.csv; the taggers': hushkit.tagging.data.split_sha256)
 HISTORY_TAG = "champion_history"        # registered-model tag: JSON list of champion moves, oldest first
 ROLLED_BACK_TAG = "rolled_back_at"      # on a version taken off @champion by a rollback: never promoted again by itself
 HISTORY_MAX_ENTRIES = 50
@@ -58,6 +63,33 @@ class Rollback:
     restored: str                   # the champion again
     replaced: str                   # the champion rolled back
     message: str
+
+
+def provenance_tags(meta: dict[str, Any], checkpoint: Path) -> dict[str, str]:
+    """The tags an export gives every version besides its test scores (`test_<metric>`) and MANIFEST_TAG: the
+    architecture, the code's commit, a hash of the training params, and the checkpoint's sha256 (by which
+    `checkpoint_version` finds it). `meta`: the checkpoint's (hushkit.models.load_checkpoint)."""
+    from hushkit.io import sha256_file   # here: the registry commands import this module and stay light
+
+    params = json.dumps(meta.get("train_params", {}), sort_keys=True).encode()
+    return {"architecture": str(meta["model"]), "git_commit": git_commit(),
+            "params_sha256": hashlib.sha256(params).hexdigest(), CHECKPOINT_TAG: sha256_file(checkpoint)}
+
+
+def checkpoint_version(client: Any, name: str, checkpoint: Path) -> str | None:
+    """The newest version of `name` exported from `checkpoint` (tagged with its sha256), None when the store has
+    none (the model was exported against another store, or not yet)."""
+    from hushkit.io import sha256_file
+
+    escaped = name.replace("'", "\\'")
+    found = client.search_model_versions(
+        f"name = '{escaped}' and tags.`{CHECKPOINT_TAG}` = '{sha256_file(checkpoint)}'")
+    return str(max(int(v.version) for v in found)) if found else None
+
+
+def set_challenger(client: Any, name: str, version: str) -> None:
+    """Point `challenger` at `version`: the candidate the next `promote` weighs against the champion."""
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
 
 
 def higher_is_better(metric: str) -> bool:

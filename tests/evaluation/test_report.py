@@ -13,7 +13,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hushkit.evaluation.report import Clip, Example, write_report
+from hushkit.evaluation.report import Clip, Example, ReportPart, write_report
+from hushkit.tagging.plots import confusion_heatmap, per_class_bars
 
 RATE = 16000
 CHROMIUM_FLAGS = [
@@ -64,12 +65,36 @@ def plot_png(tmp_path) -> Path:
 
 
 @pytest.fixture
-def report(tmp_path, plot_png) -> Path:
+def tagging_part(tmp_path) -> ReportPart:
+    """The taggers' section as the summary stage adds it, with the tagging plots' real PNGs."""
+    labels = ["hum", "white", "speech"]
+    per_class = {tagger: pd.DataFrame({"label": labels, "lwlrap": [0.9 - shift, 0.7 - shift, float("nan")],
+                                       "low": [0.8 - shift, 0.5 - shift, float("nan")],
+                                       "high": [1.0 - shift, 0.8 - shift, float("nan")]})
+                 for tagger, shift in (("tagcnn", 0.1), ("gcnn", 0.0))}
+    per_class_bars(per_class, tmp_path / "per_class.png")
+    confusion_heatmap(np.array([[0.9, 0.1, 0.3], [0.2, 0.8, np.nan], [0.1, 0.2, 0.7]]), labels,
+                      tmp_path / "confusion.png", title="gcnn")
+    table = pd.DataFrame({"system": ["gcnn", "tagcnn", "chance"], "kind": ["model", "model", "input"],
+                          "lwlrap": ["0.800 [0.700, 0.900]", "0.700 [0.600, 0.800]", "0.450"]})
+    return ReportPart(anchor="tagging", heading="Tagging", text="Taggers on the test clips.", table=table,
+                      figures=[("Per-class lwlrap", tmp_path / "per_class.png"),
+                               ("Confusions", tmp_path / "confusion.png")])
+
+
+@pytest.fixture
+def report(tmp_path, plot_png, tagging_part) -> Path:
     out = tmp_path / "report.html"
     write_report(out, title="hushkit <eval>", intro="Scores on the test split.", table=make_table(),
                  plots=[("PESQ by SNR", plot_png)], examples=make_examples(),
-                 notes=["Intervals: 95 % bootstrap over clips."])
+                 notes=["Intervals: 95 % bootstrap over clips."], parts=[tagging_part])
     return out
+
+
+def tagging_section(page: str) -> str:
+    found = re.search(r'<section class="part" id="tagging">.*?</section>', page, re.S)
+    assert found, "no tagging section"
+    return found.group(0)
 
 
 def leaderboard_rows(page: str) -> list[str]:
@@ -113,7 +138,19 @@ def test_every_clip_has_a_player_and_a_spectrogram(report):
     assert page.count("<audio") == 6
     assert len(re.findall(r'<audio controls preload="auto" [^>]*src="data:audio/wav;base64,', page)) == 6
     assert len(re.findall(r'<img class="spec" src="data:image/png;base64,', page)) == 6
-    assert page.count("<figure>") == 1 and page.count("<figcaption>PESQ by SNR</figcaption>") == 1
+    assert page.count("<figure>") == 3 and page.count("<figcaption>PESQ by SNR</figcaption>") == 1
+
+
+def test_the_tagging_section_has_its_table_and_figures_after_the_plots(report):
+    page = report.read_text()
+    section = tagging_section(page)
+    assert "<h2>Tagging</h2>" in section and "Taggers on the test clips." in section
+    rows = re.findall(r"<tr\b.*?</tr>", re.search(r'<table id="tagging-table">.*?</table>', section, re.S).group(0),
+                      re.S)
+    assert len(rows) == 4 and 'class="kind-input"' in rows[-1]  # the header and three taggers' rows
+    assert re.findall(r"<figcaption>(.*?)</figcaption>", section) == ["Per-class lwlrap", "Confusions"]
+    assert len(re.findall(r'<img src="data:image/png;base64,', section)) == 2
+    assert page.index("<h2>Plots</h2>") < page.index(section) < page.index("<h2>Listen</h2>")
 
 
 def test_bad_input_raises_naming_the_problem(tmp_path, plot_png):
@@ -155,6 +192,13 @@ def test_report_renders_and_decodes_audio_in_headless_chromium(report, tmp_path)
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert "data-audio-error" not in body, body
     assert 'data-audio-ready="6"' in body, f"players did not all decode: {body}"
+    # every image decoded: the plots, the spectrograms and the tagging section's per-class plot and confusions
+    widths = re.findall(r'<img\b[^>]*\bdata-natural-width="(\d+)"', dom)
+    assert len(widths) == len(re.findall(r"<img\b", dom)) == 1 + 6 + 2 and all(int(w) > 0 for w in widths), widths
+    section = tagging_section(dom)
+    assert len(re.findall(r"<tr\b", section)) == 4
+    tagging_widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', section)]
+    assert len(tagging_widths) == 2 and min(tagging_widths) > 100, tagging_widths
 
     shot = tmp_path / "report.png"
     run_chromium(binary, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,2000", url)

@@ -87,6 +87,8 @@ def test_a_tagger_is_trained_scored_and_logged(arch, tiny_params, tagging_dir, m
     for key in ("lwlrap", "chance_lwlrap", "lwlrap_curated", "lwlrap_noisy", "mAP"):
         assert 0.0 < scores[key] <= 1.0, key
     assert scores["lwlrap_low"] <= scores["lwlrap"] <= scores["lwlrap_high"]
+    for key in ("lwlrap_curated", "lwlrap_noisy", "mAP"):  # every score has its interval
+        assert 0.0 <= scores[f"{key}_low"] <= scores[f"{key}_high"] <= 1.0, key
     per_class = read_table(evaluate_out / "per_class.csv")
     assert list(per_class.label) == labels and {"low", "high", "lwlrap_curated", "lwlrap_noisy"} <= set(per_class)
     assert np.isnan(per_class.set_index("label").at["speech", "lwlrap_curated"])  # no curated clip has speech

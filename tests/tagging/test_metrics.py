@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import average_precision_score, label_ranking_average_precision_score
 
 from hushkit.tagging.metrics import (
-    average_precision, chance_lwlrap, label_precisions, lwlrap, mean_average_precision, per_class_lwlrap,
+    average_precision, bootstrap_interval, chance_lwlrap, label_confusion, label_precisions, lwlrap,
+    mean_average_precision, per_class_lwlrap,
 )
 
 # Three classes A, B, C and four clips, worked by hand.
@@ -128,6 +129,33 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
     assert one.low <= one.overall <= one.high and one.high - one.low < 0.2
     wider = per_class_lwlrap(truth, scores, resamples=300, seed=7, confidence=0.99)
     assert (wider.classes.high - wider.classes.low >= one.classes.high - one.classes.low).all()
+
+
+def test_bootstrap_interval_of_any_score_agrees_with_the_per_class_one_for_lwlrap():
+    rng = np.random.default_rng(1)
+    truth = (rng.random((150, 4)) < 0.4).astype(int)
+    scores = truth * 0.3 + rng.random(truth.shape)
+    # the same resamples (the same seed draws the same clips) give the same lwlrap interval by either route
+    pooled = per_class_lwlrap(truth, scores, resamples=200, seed=3)
+    assert bootstrap_interval(lwlrap, truth, scores, resamples=200, seed=3) == pytest.approx((pooled.low, pooled.high))
+    low, high = bootstrap_interval(mean_average_precision, truth, scores, resamples=200, seed=3)
+    assert low <= mean_average_precision(truth, scores) <= high and high - low < 0.2
+    assert bootstrap_interval(mean_average_precision, truth, scores, resamples=200, seed=3) == (low, high)
+    assert all(math.isnan(v) for v in bootstrap_interval(lwlrap, np.zeros((3, 2), int), np.ones((3, 2))))
+    with pytest.raises(ValueError, match="same shape"):
+        bootstrap_interval(lwlrap, truth, scores[:, :2])
+
+
+def test_label_confusion_by_hand():
+    # labels hum, white, speech; clips: hum alone, hum with speech, white alone
+    truth = np.array([[1, 0, 0], [1, 0, 1], [0, 1, 0]])
+    scores = np.array([[0.9, 0.2, 0.4], [0.7, 0.6, 0.8], [0.3, 0.5, 0.1]])
+    # Speech present beside hum in clip 1 is no confusion: hum's row scores speech on clip 0 alone. Every speech clip
+    # also has hum, so speech's row has no clip for hum's column (NaN).
+    expected = np.array([[0.8, 0.4, 0.4],
+                         [0.3, 0.5, 0.1],
+                         [np.nan, 0.6, 0.8]])
+    np.testing.assert_allclose(label_confusion(truth, scores), expected)
 
 
 @pytest.mark.parametrize("truth, scores, words", [

@@ -48,13 +48,14 @@ class TagEvaluateParams(Section):
 class TaggingParams(Section):
     """`tagging`: the clips (tag-features), the taggers trained (tag-train@<arch>: `architectures`, with
     `common` and `models.<arch>` exactly as the `train` section's, read by the same TrainConfig) and their
-    evaluation (tag-evaluate@<arch>)."""
+    evaluation (tag-evaluate@<arch>); the registered model the exports become versions of (tag-export@<arch>)."""
 
     architectures: list[str] = param(rule=nonempty())
     clips: ClipParams = param(factory=ClipParams)
     common: dict[str, Any] = param(factory=dict)
     models: dict[str, dict[str, Any] | None] = param(factory=dict)
     evaluate: TagEvaluateParams = param(factory=TagEvaluateParams)
+    registered_model: str | None = None  # null: hushkit.registry.REGISTERED_TAGGER
 
     def check(self) -> None:
         for arch in dict.fromkeys([*self.architectures, *self.models]):

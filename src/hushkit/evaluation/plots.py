@@ -16,7 +16,8 @@ TITLES = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (d
           "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "rtf": "real-time factor (1 thread)"}
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,17 +26,19 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` to `path` as a PNG, atomically, and close it. The same figure gives the same bytes: matplotlib
+    stamps a PNG with its version only, no date."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def metric_bars(board: pd.DataFrame, path: Path) -> None:
     """One panel per metric (and the RTF, when measured): a bar per system with its interval."""
     metrics = [m for m in SHOWN if board[m].notna().any()] + (["rtf"] if board.rtf.notna().any() else [])
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8))
     colors = [KIND_COLORS.get(kind, "#3070b0") for kind in board.kind]
     x = np.arange(len(board))
@@ -52,13 +55,13 @@ def metric_bars(board: pd.DataFrame, path: Path) -> None:
                 ax.set_ylim(low - 0.15 * (np.nanmax(board[f"{metric}_high"]) - low + 1e-9), None)
         ax.set_xticks(x, board.system, rotation=50, ha="right", fontsize=8)
         ax.set_title(TITLES[metric], fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def metric_vs_snr(by_snr: pd.DataFrame, kinds: dict[str, str], path: Path) -> None:
     """One panel per metric: a line per system over the SNR levels, its interval shaded."""
     metrics = [m for m in SHOWN if by_snr[by_snr.metric == m]["mean"].notna().any()]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.6), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, metric in zip(axes[0], metrics):
@@ -71,14 +74,14 @@ def metric_vs_snr(by_snr: pd.DataFrame, kinds: dict[str, str], path: Path) -> No
         ax.set_xlabel("input SNR (dB)")
         ax.set_title(TITLES[metric], fontsize=10)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: Path,
                        metrics: tuple[str, ...] = ("pesq", "si_sdr", "dnsmos_ovr")) -> None:
     """One heat map per metric: systems × noise categories, each cell its mean (n in the long table)."""
     metrics = [m for m in metrics if by_category[by_category.metric == m]["mean"].notna().any()]
-    plt = _pyplot()
+    plt = pyplot()
     categories = sorted(by_category.noise_category.unique())
     fig, axes = plt.subplots(1, len(metrics), figsize=(0.75 * len(categories) * len(metrics) + 3,
                                                        0.38 * len(kinds) + 1.8), squeeze=False)
@@ -95,14 +98,14 @@ def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: P
         ax.set_yticks(range(len(kinds)), list(kinds), fontsize=8)
         ax.set_title(f"{TITLES[metric]} per noise category", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.04)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def metric_by_condition(by_condition: pd.DataFrame, kinds: dict[str, str], path: Path,
                         metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr")) -> None:
     """One panel per metric: for each test condition a group of bars (one per system) with 95% intervals."""
     conditions = [c for c in ("matched", "unseen_noise", "reverberant") if c in set(by_condition.condition)]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
     width = 0.8 / max(1, len(kinds))
     cmap = plt.get_cmap("tab10")
@@ -122,4 +125,4 @@ def metric_by_condition(by_condition: pd.DataFrame, kinds: dict[str, str], path:
         ax.set_xticks(range(len(conditions)), [c.replace("_", " ") for c in conditions], fontsize=8)
         ax.set_title(TITLES[metric], fontsize=10)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    _save(fig, path)
+    save_figure(fig, path)

@@ -42,13 +42,25 @@ class Example:
     clips: list[Clip]  # in display order: noisy, each system..., clean
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: comparing DataFrames with == is ambiguous
+class ReportPart:
+    """A section of its own after the plots (e.g. the audio taggers'): a heading, a paragraph, a table (a `kind`
+    column styles its rows as the leaderboard's) and figures (caption, PNG file)."""
+
+    anchor: str  # the section's id; its table's is `<anchor>-table`
+    heading: str
+    text: str
+    table: pd.DataFrame
+    figures: Sequence[tuple[str, Path]] = ()
+
+
 def write_report(path: Path, *, title: str, intro: str, table: pd.DataFrame, plots: list[tuple[str, Path]],
                  examples: list[Example], notes: Sequence[str] = (),
-                 sections: Sequence[tuple[str, pd.DataFrame]] = ()) -> None:
+                 sections: Sequence[tuple[str, pd.DataFrame]] = (), parts: Sequence[ReportPart] = ()) -> None:
     """Write the report to `path` atomically; ValueError names the bad input before anything is written."""
     plots = [(caption, Path(png)) for caption, png in plots]
-    for _, png in plots:
-        _check_png(png)
+    for _, png in [*plots, *(figure for part in parts for figure in part.figures)]:
+        _check_png(Path(png))
     for example in examples:
         for clip in example.clips:
             _check_clip(example, clip)
@@ -60,6 +72,7 @@ def write_report(path: Path, *, title: str, intro: str, table: pd.DataFrame, plo
     if plots:
         body.append("<h2>Plots</h2>")
         body += [_figure_html(caption, png) for caption, png in plots]
+    body += [_part_html(part) for part in parts]
     if examples:
         body.append("<h2>Listen</h2>")
         body += [_example_html(example) for example in examples]
@@ -93,7 +106,7 @@ def _check_clip(example: Example, clip: Clip) -> None:
 
 # --- leaderboard ------------------------------------------------------------------------------------------------
 
-def _table_html(table: pd.DataFrame) -> str:
+def _table_html(table: pd.DataFrame, table_id: str = "leaderboard") -> str:
     # The system name is what a reader scans for, so it leads whatever order the caller used.
     columns = list(table.columns)
     if "system" in columns:
@@ -105,7 +118,7 @@ def _table_html(table: pd.DataFrame) -> str:
         css = f" class=\"kind-{_css_token(row['kind'])}\"" if "kind" in columns else ""
         cells = "".join(_cell_html(row[col]) for col in columns)
         rows.append(f"<tr{css}>{cells}</tr>")
-    return (f"<table id=\"leaderboard\"><thead><tr>{head}</tr></thead>\n"
+    return (f"<table id=\"{_css_token(table_id)}\"><thead><tr>{head}</tr></thead>\n"
             f"<tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
 
 
@@ -138,6 +151,13 @@ def _is_missing(value: object) -> bool:
 def _figure_html(caption: str, png: Path) -> str:
     return (f"<figure><img src=\"{_data_uri('image/png', png.read_bytes())}\" alt=\"{_esc(caption)}\">"
             f"<figcaption>{_esc(caption)}</figcaption></figure>")
+
+
+def _part_html(part: ReportPart) -> str:
+    anchor = _css_token(part.anchor)
+    figures = "".join(_figure_html(caption, Path(png)) for caption, png in part.figures)
+    return (f"<section class=\"part\" id=\"{anchor}\"><h2>{_esc(part.heading)}</h2><p>{_esc(part.text)}</p>"
+            f"{_table_html(part.table, f'{anchor}-table')}{figures}</section>")
 
 
 def _example_html(example: Example) -> str:
@@ -235,8 +255,14 @@ figcaption, .note { color: #555; font-size: 0.9em; }
 .clip audio, .clip img { display: block; width: 100%; }
 """
 
-# Marks the body once every player has decoded its metadata (or one failed), so a headless browser can check it.
+# Marks the body once every player has decoded its metadata (or one failed), and each image with its decoded width
+# once the page has loaded (0: not decoded), so a headless browser can check them.
 _SCRIPT = """
+window.addEventListener("load", () => {
+  for (const img of document.images) {
+    img.dataset.naturalWidth = String(img.complete ? img.naturalWidth : 0);
+  }
+});
 (() => {
   const players = Array.from(document.querySelectorAll("audio"));
   const check = () => {

@@ -4,12 +4,13 @@ and the self-contained listening report."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from hushkit.audio import read_audio
 from hushkit.evaluation import aggregate, plots
-from hushkit.evaluation.report import Clip, Example, write_report
+from hushkit.evaluation.report import Clip, Example, ReportPart, write_report
 from hushkit.io import atomic_path, write_json, write_table
 
 NOTES = (
@@ -23,10 +24,12 @@ RTF_NOTE = "rtf: processing time over audio time on one CPU thread."
 
 def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *, mix: Path, test: pd.DataFrame,
                      examples: dict[str, Path], title: str, extra: pd.DataFrame | None = None,
-                     intro: str = "", board: pd.DataFrame | None = None) -> pd.DataFrame:
+                     intro: str = "", board: pd.DataFrame | None = None,
+                     parts: Sequence[ReportPart] = ()) -> pd.DataFrame:
     """Write the evaluation of `per_file` (rows of every system in `kinds`: system → input | baseline | model) to
-    `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files. Returns the leaderboard
-    (`board`: `aggregate.leaderboard(per_file, kinds)` when the caller has it already; the bootstrap is not free)."""
+    `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files; `parts`: sections of their own
+    in the report (the taggers'). Returns the leaderboard (`board`: `aggregate.leaderboard(per_file, kinds)` when
+    the caller has it already; the bootstrap is not free)."""
     out = Path(out)
     missing = sorted(set(kinds) - set(per_file.system))
     if missing:
@@ -62,7 +65,7 @@ def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *
         tmp.write_text(f"# {title}\n\n{intro}\n\n{aggregate.to_markdown(table)}\n\n{notes[0]}\n"
                        + "".join(f"\n## {heading}\n\n{aggregate.to_markdown(part)}\n" for heading, part in sections))
     write_report(out / "report.html", title=title, intro=intro, table=table, plots=figures,
-                 examples=_examples(test, kinds, mix, examples), notes=notes, sections=sections)
+                 examples=_examples(test, kinds, mix, examples), notes=notes, sections=sections, parts=parts)
     return board
 
 

@@ -2,8 +2,9 @@
 streamable model's one-hop streaming step as its own graph, with every piece of state as explicit tensors.
 
 The offline graph takes ``noisy`` (batch, samples) float32 and returns ``enhanced`` (batch, samples); both axes
-are dynamic. STFT models export as plain Conv / ConvTranspose nodes (see ``stft.py``), so one file holds
-everything. The step graph is described at ``export_streaming_step``.
+are dynamic (another waveform model names its own input and output: a tagger's graph, hushkit.tagging.export). STFT
+models export as plain Conv / ConvTranspose nodes (see ``stft.py``), so one file holds everything. The step graph is
+described at ``export_streaming_step``.
 """
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
+from hushkit import __version__
 from hushkit.io import atomic_path
 
 INPUT, OUTPUT = "noisy", "enhanced"
@@ -58,13 +61,23 @@ def _export(module: torch.nn.Module, model: torch.nn.Module, args: tuple, path: 
     return path
 
 
-def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int = 17,
-                example_seconds: float = 1.0) -> Path:
-    """Export `model` (in eval mode) to a single self-contained ONNX file at `path`, atomically."""
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, opset: int = 17, example_seconds: float = 1.0,
+                input_name: str = INPUT, output_name: str = OUTPUT, output_axes: dict[int, str] | None = None,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Export `model` (in eval mode), a waveform (batch, samples) model, to a single self-contained ONNX file at
+    `path`, atomically, with `metadata` in its metadata_props. The output's dynamic axes are `output_axes` (default:
+    batch and samples, a waveform's)."""
     rate = int(getattr(model, "sample_rate", 16000))
     example = torch.randn(2, max(1, int(round(example_seconds * rate))), generator=torch.Generator().manual_seed(0))
-    return _export(model, model, (example.to(_device(model)),), Path(path), opset, [INPUT], [OUTPUT],
-                   {INPUT: AXES, OUTPUT: AXES})
+    return _export(model, model, (example.to(_device(model)),), Path(path), opset, [input_name], [output_name],
+                   {input_name: AXES, output_name: AXES if output_axes is None else output_axes}, metadata)
+
+
+def checkpoint_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """What an ONNX graph needs to be used alone, from its checkpoint's `meta` (hushkit.models.load_checkpoint):
+    its sample rate and where it came from (the model, its arguments, the hushkit version)."""
+    return {"sample_rate": str(meta["sample_rate"]), "model": meta["model"], "hushkit": __version__,
+            "args": json.dumps(meta["args"], sort_keys=True)}
 
 
 def step_state_names(model_states: int) -> list[str]:
@@ -128,9 +141,10 @@ def onnx_session(onnx_path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, audio: np.ndarray) -> float:
-    """Max |torch - onnxruntime| of the enhanced output for `audio` ((T,) or (B, T)); run it on a length other
-    than the export example's to show the time axis is really dynamic."""
+def onnx_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, audio: np.ndarray, *, input_name: str = INPUT,
+                output_name: str = OUTPUT) -> float:
+    """Max |torch - onnxruntime| of the output for `audio` ((T,) or (B, T)); run it on a length other than the
+    export example's to show the time axis is really dynamic."""
     batch = np.asarray(audio, dtype=np.float32)
     if batch.ndim == 1:
         batch = batch[None]
@@ -143,7 +157,7 @@ def onnx_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, audio: np.
             expected = model(torch.from_numpy(batch).to(_device(model))).cpu().numpy()
     finally:
         model.train(was_training)
-    (got,) = onnx_session(onnx_path).run([OUTPUT], {INPUT: batch})
+    (got,) = onnx_session(onnx_path).run([output_name], {input_name: batch})
     if got.shape != expected.shape:
         raise ValueError(f"{onnx_path}: ONNX output shape {got.shape} != torch output shape {expected.shape}")
     return float(np.max(np.abs(got.astype(np.float64) - expected))) if expected.size else 0.0

@@ -5,32 +5,19 @@ the `challenger` alias). export.json holds the files' hashes and parity errors; 
 run, is MLflow's (and printed) only."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import onnx
-
-from hushkit import __version__, tracking
+from hushkit import tracking
 from hushkit.audio import read_audio
 from hushkit.config import ExportParams
-from hushkit.io import atomic_path, read_table, sha256_file, write_json
+from hushkit.io import read_table, sha256_file, write_json
 from hushkit.models import load_checkpoint
-from hushkit.models.onnx_export import export_onnx, onnx_parity
+from hushkit.models.onnx_export import checkpoint_metadata, export_onnx, onnx_parity
 from hushkit.models.torchscript_export import export_torchscript, torchscript_parity
-from hushkit.registry import REGISTERED_MODEL
+from hushkit.registry import MANIFEST_TAG, REGISTERED_MODEL, provenance_tags
 from hushkit.stages._cli import stage_main
-
-def stamp_metadata(path: Path, meta: dict[str, Any]) -> None:
-    """Record what the ONNX graph needs to be used alone: its sample rate and where it came from."""
-    graph = onnx.load(str(path))
-    entries = {"sample_rate": str(meta["sample_rate"]), "model": meta["model"], "hushkit": __version__,
-               "args": json.dumps(meta["args"], sort_keys=True)}
-    for key, value in entries.items():
-        graph.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(graph, str(tmp))
 
 
 def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_path: Path, tags: dict[str, str],
@@ -42,7 +29,7 @@ def register(mlflow_params: dict[str, Any], run_id: str, checkpoint: Path, onnx_
     from hushkit import serving
 
     mlflow = tracking.setup(mlflow_params)
-    name = mlflow_params.get("registered_model", REGISTERED_MODEL)
+    name = mlflow_params.get("registered_model") or REGISTERED_MODEL
     with mlflow.start_run(run_id=run_id):
         info = serving.log_model({"checkpoint": str(checkpoint), "onnx": str(onnx_path),
                                   **({"torchscript": str(torchscript_path)} if torchscript_path else {})},
@@ -62,8 +49,7 @@ def run(section: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluatio
     net, meta = load_checkpoint(model)
     if meta["model"] != arch:
         raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
-    onnx_path = export_onnx(net, out / "model.onnx", opset=params.opset)
-    stamp_metadata(onnx_path, meta)
+    onnx_path = export_onnx(net, out / "model.onnx", opset=params.opset, metadata=checkpoint_metadata(meta))
     # Parity on real test audio of a length unlike the export example: proves the time axis is dynamic.
     test = read_table(mix / "manifest.csv").query("split == 'test'").sort_values("id")
     audio, _ = read_audio(mix / test.noisy_path.iat[0])
@@ -88,11 +74,7 @@ def run(section: dict[str, Any], *, arch: str, model: Path, mix: Path, evaluatio
     # The RTF is no DVC metric (it differs on every run): the evaluate stage logged it to the training run.
     rtf = MlflowClient().get_run(run_id).data.metrics.get("test_rtf")
     scores = json.loads(Path(evaluation).read_text())
-    tags = {"architecture": meta["model"], "git_commit": tracking.git_commit(),
-            "data_manifest_sha256": sha256_file(mix / "manifest.csv"),
-            "params_sha256": hashlib.sha256(json.dumps(meta.get("train_params", {}), sort_keys=True).encode())
-            .hexdigest(),
-            tracking.CHECKPOINT_TAG: sha256_file(model),
+    tags = {**provenance_tags(meta, model), MANIFEST_TAG: sha256_file(mix / "manifest.csv"),
             # the condition-weighted means (evaluate.condition_weights): the score the registry compares
             **{f"test_{k}": f"{v:.4f}" for k, v in scores["weighted"].items()},
             **({"test_rtf": f"{rtf:.4f}"} if rtf is not None else {})}

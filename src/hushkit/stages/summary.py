@@ -1,6 +1,7 @@
 """summary: compare every trained architecture and every baseline on the test split (leaderboard with 95% intervals,
-breakdowns, plots, the listening report), name the best architecture, make it the registry's `challenger`, and log
-the comparison and the report to the pipeline's parent MLflow run.
+breakdowns, plots, the listening report, with the taggers' section when tag-summary wrote one), name the best
+architecture, make it the registry's `challenger`, and log the comparison and the report to the pipeline's parent
+MLflow run.
 
     out/leaderboard.{md,json}, per_file.csv, by_snr.csv, by_category.csv, *.png, report.html, summary.json
         the scores: the same results give the same files
@@ -20,12 +21,14 @@ from hushkit import tracking
 from hushkit.baselines import NOISY
 from hushkit.config import EvaluateParams, SummaryParams, validate_params
 from hushkit.evaluation import aggregate
+from hushkit.evaluation.report import ReportPart
 from hushkit.evaluation.results import write_evaluation
 from hushkit.evaluation.scoring import test_split
-from hushkit.io import atomic_path, read_table, sha256_file, write_json
+from hushkit.io import atomic_path, read_table, write_json
 from hushkit.metrics import METRICS
-from hushkit.registry import CHALLENGER, REGISTERED_MODEL
+from hushkit.registry import CHALLENGER, REGISTERED_MODEL, checkpoint_version, set_challenger
 from hushkit.stages._cli import stage_main
+from hushkit.tagging.summary import report_part
 from hushkit.timing import read_timing, write_timing
 
 MODEL_COLUMNS = ("n_params", "gmacs_per_second")
@@ -98,27 +101,17 @@ def best_architecture(scores: pd.DataFrame, kinds: dict[str, str], rank_by: str)
     return str(models.sort_values([rank_by, "si_sdr"], ascending=False).index[0])
 
 
-def checkpoint_version(mlflow_params: dict[str, Any], checkpoint: Path) -> str | None:
-    """The newest version of the registered model exported from `checkpoint` (the export stage tags each version
-    with its checkpoint's sha256), None when this store has none."""
-    from mlflow import MlflowClient
-
-    name = mlflow_params.get("registered_model", REGISTERED_MODEL)
-    versions = MlflowClient().search_model_versions(
-        f"name = '{name}' and tags.`{tracking.CHECKPOINT_TAG}` = '{sha256_file(checkpoint)}'")
-    return str(max(int(v.version) for v in versions)) if versions else None
-
-
-def promote(mlflow_params: dict[str, Any], version: str) -> None:
-    from mlflow import MlflowClient
-
-    MlflowClient().set_registered_model_alias(mlflow_params.get("registered_model", REGISTERED_MODEL), CHALLENGER,
-                                              str(version))
+def tagging_parts(tagging: Path | None) -> list[ReportPart]:
+    """The report's Tagging section, from the tag-summary stage's folder; none without taggers (no folder given,
+    or none written: a pipeline without the `tagging` section)."""
+    part = None if tagging is None else report_part(Path(tagging))
+    return [] if part is None else [part]
 
 
 def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, mix: Path, out: Path,
-        pipeline_params: dict[str, Any]) -> None:
-    """`section`: params.yaml's `summary`; `pipeline_params`: the whole file (architectures, evaluate, mlflow)."""
+        pipeline_params: dict[str, Any], tagging: Path | None = None) -> None:
+    """`section`: params.yaml's `summary`; `pipeline_params`: the whole file (architectures, evaluate, mlflow);
+    `tagging`: the tag-summary stage's folder, whose taggers get a section of the report when it holds them."""
     evaluate, train, baseline, out = map(Path, (evaluate, train, baseline, out))
     rank_by = SummaryParams.parse(section, "summary").rank_by
     pipeline = validate_params(pipeline_params)
@@ -136,7 +129,7 @@ def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path,
              f"Best trained architecture by {rank_by} ({basis}): {best}, {scores.loc[best, rank_by]:.3f}.")
     board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
                              title="hushkit leaderboard (test split)", intro=intro, board=board,
-                             extra=model_details(train, architectures))
+                             extra=model_details(train, architectures), parts=tagging_parts(tagging))
     write_json(out / "summary.json", {
         "best": best, "rank_by": rank_by,
         "rank_scores": {system: round(float(scores.loc[system, rank_by]), 4) for system in kinds},
@@ -148,9 +141,13 @@ def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path,
 
     mlflow_params = pipeline_params.get("mlflow", {})
     mlflow = tracking.setup(mlflow_params)
-    version = checkpoint_version(mlflow_params, train / best / "model.pt")
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name = mlflow_params.get("registered_model") or REGISTERED_MODEL
+    version = checkpoint_version(client, name, train / best / "model.pt")
     if version is not None:
-        promote(mlflow_params, version)
+        set_challenger(client, name, version)
         registry = f"registry version {version} is @{CHALLENGER}"
     else:
         registry = (f"no registered version in {mlflow.get_tracking_uri()} holds its checkpoint (exported against "

@@ -1,6 +1,7 @@
 """tag-evaluate: score one trained tagger (tag-evaluate@<arch>) on the test clips: lwlrap overall, on the curated
 and on the noisy clips, each beside its chance level (the expected lwlrap of a random ranking of the same clips);
-mAP; and per-class lwlrap with 95 % bootstrap intervals over the clips (tagging.evaluate), overall and per subset.
+mAP; and per-class lwlrap, overall and per subset. Every overall score has a 95 % bootstrap interval over the clips
+(tagging.evaluate: `<score>_low`, `<score>_high`), and so has each class's lwlrap.
 
     out/metrics.json     the figures (`dvc metrics show` lists every tagger)
     out/per_class.csv    per-class lwlrap [interval], positives and weight; per-class lwlrap on each subset; AP
@@ -25,7 +26,7 @@ from hushkit.models import load_checkpoint
 from hushkit.stages._cli import stage_main
 from hushkit.tagging.data import TaggingSplit, clip_scores
 from hushkit.tagging.metrics import (
-    average_precision, chance_lwlrap, mean_average_precision, per_class_lwlrap,
+    average_precision, bootstrap_interval, chance_lwlrap, mean_average_precision, per_class_lwlrap,
 )
 
 SUBSETS = ("curated", "noisy")
@@ -35,9 +36,11 @@ def score(test: TaggingSplit, scores: np.ndarray, labels: list[str], resamples: 
           ) -> tuple[dict[str, float], pd.DataFrame, list[str]]:
     """(metrics, the per-class table, notes) of `scores` on the test clips."""
     report = per_class_lwlrap(test.targets, scores, labels, resamples=resamples, seed=seed)
+    map_low, map_high = bootstrap_interval(mean_average_precision, test.targets, scores, resamples=resamples,
+                                           seed=seed)
     metrics = {"lwlrap": report.overall, "lwlrap_low": report.low, "lwlrap_high": report.high,
                "chance_lwlrap": chance_lwlrap(test.targets), "mAP": mean_average_precision(test.targets, scores),
-               "clips": len(test)}
+               "mAP_low": map_low, "mAP_high": map_high, "clips": len(test)}
     table = report.classes.copy()
     table["ap"] = average_precision(test.targets, scores)
     for subset in SUBSETS:
@@ -45,9 +48,10 @@ def score(test: TaggingSplit, scores: np.ndarray, labels: list[str], resamples: 
         if not keep.any():
             continue
         part = per_class_lwlrap(test.targets[keep], scores[keep], labels, resamples=resamples, seed=seed)
-        metrics.update({f"lwlrap_{subset}": part.overall, f"lwlrap_{subset}_low": part.low,
-                        f"lwlrap_{subset}_high": part.high, f"chance_lwlrap_{subset}": chance_lwlrap(test.targets[keep]),
-                        f"clips_{subset}": int(keep.sum())})
+        metrics[f"lwlrap_{subset}"] = part.overall
+        metrics[f"lwlrap_{subset}_low"], metrics[f"lwlrap_{subset}_high"] = part.low, part.high
+        metrics[f"chance_lwlrap_{subset}"] = chance_lwlrap(test.targets[keep])
+        metrics[f"clips_{subset}"] = int(keep.sum())
         table[f"lwlrap_{subset}"] = part.classes.lwlrap.to_numpy()
     return metrics, table, report.notes
 

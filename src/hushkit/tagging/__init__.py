@@ -5,7 +5,9 @@
   from the mix stage's speaker- and noise-instance-disjoint splits;
 * ``data``: a split of rendered clips as the Trainer's training and validation source, and clip scores of a model;
 * ``frontend``: the log-mel front end every tagger runs inside itself (waveform in, features out);
-* ``metrics``: lwlrap (overall, per class with bootstrap intervals, its chance level) and mAP.
+* ``metrics``: lwlrap (overall, per class with bootstrap intervals, its chance level), mAP, a confusion view;
+* ``export``: a tagger as one ONNX graph (waveform in, clip probabilities out) and its registered version;
+* ``summary`` and ``plots``: the taggers side by side (the tag-summary stage, the report's Tagging section).
 
 The taggers themselves (``tagcnn``, ``gcnn``) live in the model registry beside the denoisers (hushkit.models).
 This package's ``__init__`` imports nothing, so that hushkit.models may import the front end.

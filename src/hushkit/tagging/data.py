@@ -1,8 +1,9 @@
 """Rendered tagging clips as the Trainer's data (hushkit.training.loop): a TrainingSource for training and the
-validation source, whose batches are (waveforms (B, segment), multi-hot targets (B, classes)); and a tagger's clip
-scores over many clips."""
+validation source, whose batches are (waveforms (B, segment), multi-hot targets (B, classes)); a tagger's clip
+scores over many clips; and the hash that says which clips a tagger was scored on."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +11,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from hushkit.io import read_table
+from hushkit.io import read_table, sha256_file
+
+SPLIT_FILES = ("clips.csv", "waveforms.npy", "targets.npy")  # one split of the tag-features stage's clips
 
 
 @dataclass
@@ -88,3 +91,16 @@ def clip_scores(model: torch.nn.Module, waveforms: np.ndarray, batch_size: int =
     scores = [torch.sigmoid(model(torch.from_numpy(np.array(waveforms[i : i + batch_size], dtype=np.float32))
                                   .to(device))).cpu() for i in range(0, len(waveforms), batch_size)]
     return torch.cat(scores).numpy() if scores else np.zeros((0, 0), dtype=np.float32)
+
+
+def split_sha256(features: Path, split: str = "test") -> str:
+    """A hash of one split of the tag-features stage's output (`features`) as a tagger sees it: the label set
+    (labels.json) and the split's clip table, audio and targets. Taggers scored on splits with the same hash were
+    scored on the same clips (the registry's test-set tag, hushkit.registry.MANIFEST_TAG)."""
+    features = Path(features)
+    digest = hashlib.sha256()
+    for path in (features / "labels.json", *(features / split / name for name in SPLIT_FILES)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; the tag-features stage writes it")
+        digest.update(f"{path.relative_to(features).as_posix()} {sha256_file(path)}\n".encode())
+    return digest.hexdigest()

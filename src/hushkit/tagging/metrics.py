@@ -16,10 +16,14 @@ DCASE does; a class that no clip has as positive has no per-class lwlrap (NaN) a
 Average precision of a class: the same precision-at-rank mean, taken down the column (the clips ranked by the
 class's score) over the clips where the class is positive; it equals scikit-learn's average_precision_score.
 mAP is its mean over the classes that have a positive clip.
+
+`bootstrap_interval` gives any of these scores a percentile-bootstrap interval over the clips; `label_confusion` is
+a multi-label confusion view (which labels a tagger gives to clips of each true label).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -154,3 +158,40 @@ def per_class_lwlrap(truth: np.ndarray, scores: np.ndarray, labels: list[str] | 
     if skipped:
         notes.append(f"{skipped} of {clips} clips have no positive label and are left out (nothing to rank)")
     return LwlrapReport(overall=overall, low=float(low), high=float(high), classes=table, notes=notes)
+
+
+def bootstrap_interval(statistic: Callable[[np.ndarray, np.ndarray], float], truth: np.ndarray, scores: np.ndarray,
+                       *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The `confidence` percentile-bootstrap interval of `statistic(truth, scores)` (lwlrap, mean_average_precision,
+    ...): `resamples` resamples of the clips with replacement, drawn from a generator seeded by `seed`. Resamples
+    where the statistic is NaN are left out; (NaN, NaN) when none is finite."""
+    truth, scores = np.asarray(truth), np.asarray(scores, dtype=np.float64)
+    _checked(truth, scores)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    clips = len(truth)
+    values = np.array([statistic(truth[rows], scores[rows]) for rows in
+                       (rng.integers(0, clips, clips) for _ in range(resamples if clips else 0))], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def label_confusion(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(classes, classes) confusions of a multi-label tagger: row i, column j is the mean score of label j over the
+    clips that have label i. Off the diagonal only clips that do not also have label j count, so a label truly
+    present beside i (speech under a noise) is not taken for a confusion; the diagonal is the mean score of each
+    label on its own clips. NaN where no clip qualifies."""
+    truth, scores = _checked(truth, scores)
+    classes = truth.shape[1]
+    result = np.full((classes, classes), np.nan)
+    for i in range(classes):
+        for j in range(classes):
+            keep = truth[:, i] if i == j else truth[:, i] & ~truth[:, j]
+            if keep.any():
+                result[i, j] = scores[keep, j].mean()
+    return result
