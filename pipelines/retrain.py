@@ -1,7 +1,8 @@
 """The `retrain` flow: the DVC pipeline in steps as Prefect tasks, then the registry's promotion.
 
     download (retried) → data (the stages upstream of training) → train@<arch> (a task each, or DVC's queue)
-    → the rest (baselines, evaluations, exports, summary) → `hushkit promote` → markdown artifact `leaderboard`
+    → the rest (baselines, evaluations, exports, summary; the taggers' stages) → `hushkit promote` (and of the
+    tagger, `hushkit promote --tagger`) → markdown artifact `leaderboard`
 
 dvc.yaml stays the one definition of the stages and DVC decides what is out of date; the flow adds the order, the
 download's retries, a time limit per training (it stops every process the training started), clear failures and the
@@ -44,7 +45,9 @@ from hushkit.experiments import (Pipeline, StageFailed, architectures_override, 
 
 ARTIFACT_KEY = "leaderboard"
 LEADERBOARD, SUMMARY = "data/summary/leaderboard.md", "data/summary/summary.json"
-MODEL_STAGES = ("train@", "baseline@", "evaluate@", "export@")  # per system; the others are data stages
+# per system, and the taggers' (after the denoisers' training, beside their evaluation); the others are data stages
+MODEL_STAGES = ("train@", "baseline@", "evaluate@", "export@", "tag-train@", "tag-evaluate@", "tag-export@",
+                "tag-summary")
 
 
 def _log():  # a task's logger, for dvc's output
@@ -77,8 +80,8 @@ def train_in_queue(pipeline: Pipeline, archs: list[str], jobs: int, timeout_s: f
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote_stage(repo: str, reason: str) -> dict[str, Any]:
-    return run_promote(repo, reason, log=_log())
+def promote_stage(repo: str, reason: str, tagger: bool = False) -> dict[str, Any]:
+    return run_promote(repo, reason, log=_log(), tagger=tagger)
 
 
 @flow(name="retrain")
@@ -115,6 +118,9 @@ def retrain(profile: str | None = None, overrides: list[str] | None = None, arch
         result["stages"]["pipeline"] = "done"
         result["promotion"] = (promote_stage(str(source), f"retrain flow run {flow_run.name}") if promote
                                else {"decision": "not requested"})
+        if promote and "tag-summary" in stages:   # the best tagger is the taggers' @challenger
+            result["tagger_promotion"] = promote_stage.with_options(task_run_name="promote-tagger")(
+                str(source), f"retrain flow run {flow_run.name}", tagger=True)
     except Exception as error:
         result["error"] = str(error)
         _publish(result, pipeline, report)

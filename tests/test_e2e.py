@@ -174,6 +174,11 @@ def test_the_flow_ends_with_the_leaderboard_and_a_promotion_decision(flow, tiny_
     challenger = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
     if result["promotion"]["decision"] == "promoted":  # no champion yet in this fresh store: the first one wins
         assert client.get_model_version_by_alias("hushkit-denoiser", "champion").version == challenger.version
+    # the taggers' own gate, by lwlrap: the first tagger challenger becomes the champion too
+    assert result["tagger_promotion"]["decision"] == "promoted", result["tagger_promotion"]
+    assert f"**Decision: {result['tagger_promotion']['decision']}**" in artifact["data"].split("of the tagger")[1]
+    tagger = client.get_model_version_by_alias("hushkit-tagger", "challenger")
+    assert client.get_model_version_by_alias("hushkit-tagger", "champion").version == tagger.version
 
 
 def test_dag_and_nothing_reruns_when_nothing_changed(repo, tiny_params):

@@ -229,6 +229,44 @@ def test_cli_promote_refuse_rollback_and_history(client, store, tmp_path):
     assert result.exit_code == 1 and "minimum 0.5000" in result.output
 
 
+def add_tagger_versions(client, scores, name="hushkit-tagger", alias=None):
+    """Tagger versions as tag-export tags them: test_lwlrap, no PESQ."""
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    experiment = client.get_experiment_by_name("unit") or client.get_experiment(client.create_experiment("unit"))
+    made = []
+    for lwlrap in scores:
+        run = client.create_run(experiment.experiment_id)
+        tags = {"architecture": "gcnn", "kind": "tagger", registry.MANIFEST_TAG: TEST_SET,
+                "test_lwlrap": f"{lwlrap:.4f}"}
+        made.append(str(client.create_model_version(name, source=f"{run.info.artifact_uri}/model",
+                                                    run_id=run.info.run_id, tags=tags).version))
+    if alias:
+        client.set_registered_model_alias(name, alias, made[-1])
+    return made
+
+
+def test_cli_tagger_flag_gates_the_registered_tagger_by_lwlrap(client, store, tmp_path):
+    add_versions(client, [2.0])   # the denoisers' registry is left alone
+    add_tagger_versions(client, [0.90])
+    result = cli("promote", "--tagger", store=store)
+    assert result.exit_code == 0 and result.output.startswith("hushkit-tagger: no champion yet"), result.output
+    assert "lwlrap 0.9000" in result.output
+    add_tagger_versions(client, [0.85], alias=CHALLENGER)
+    result = cli("promote", "--tagger", store=store)
+    assert result.exit_code == 1 and "refused" in result.output and "0.8500" in result.output
+    assert str(client.get_model_version_by_alias("hushkit-tagger", CHAMPION).version) == "1"
+    assert CHAMPION not in client.get_registered_model(NAME).aliases
+    result = cli("history", "--tagger", store=store)
+    assert result.exit_code == 0 and "lwlrap" in result.output and "0.9000" in result.output
+    # params tagging.registered_model names the tagger's registered model
+    params = tmp_path / "params.yaml"
+    params.write_text("tagging: {registered_model: team-tagger}\n")
+    add_tagger_versions(client, [0.7], name="team-tagger")
+    result = runner.invoke(app, ["promote", "--tagger", "--tracking-uri", store, "--params", str(params)])
+    assert result.exit_code == 0 and result.output.startswith("team-tagger: no champion yet"), result.output
+
+
 def test_cli_without_a_store_or_model_exits_2(client, store, tmp_path):
     result = runner.invoke(app, ["promote", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
     assert result.exit_code == 2 and "no MLflow store" in result.output

@@ -7,18 +7,22 @@ not act (no store, model, version or tag).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from hushkit.cli_errors import REFUSED, one_line_errors
-from hushkit.registry import REGISTERED_MODEL
+from hushkit.registry import REGISTERED_MODEL, REGISTERED_TAGGER
+
+TAGGER_METRIC = "lwlrap"   # the taggers' test score that promote and history compare by default
 
 
-def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str]):
+def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str], tagger: bool = False):
     """The pipeline's registry: params' mlflow section (MLFLOW_TRACKING_URI overrides it, --tracking-uri both), the
-    registered model's name, and the `promote` settings."""
+    registered model's name (`tagger`: the taggers', params tagging.registered_model) and the `promote` settings
+    (`tagger`: compared by lwlrap unless --metric says otherwise)."""
     import logging
 
     from hushkit import tracking
@@ -41,15 +45,19 @@ def _registry(params_file: Path, tracking_uri: Optional[str], model: Optional[st
     logging.getLogger("alembic").setLevel(logging.WARNING)
     MlflowClient = _mlflow_module("mlflow").MlflowClient
 
-    name = model or mlflow_settings.registered_model or REGISTERED_MODEL
+    if tagger:
+        name = model or (params.get("tagging") or {}).get("registered_model") or REGISTERED_TAGGER
+        promote_settings = dataclasses.replace(promote_settings, metric=TAGGER_METRIC)
+    else:
+        name = model or mlflow_settings.registered_model or REGISTERED_MODEL
     return MlflowClient(tracking_uri=uri, registry_uri=uri), name, promote_settings
 
 
 @contextlib.contextmanager
-def _opened_registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str]):
+def _opened_registry(params_file: Path, tracking_uri: Optional[str], model: Optional[str], tagger: bool = False):
     """`_registry(...)` for the body of a command, whose registry, store and settings errors are one line (exit 2)."""
     with one_line_errors(*_registry_errors()):
-        yield _registry(params_file, tracking_uri, model)
+        yield _registry(params_file, tracking_uri, model, tagger)
 
 
 def _registry_errors() -> tuple[type[Exception], ...]:
@@ -74,6 +82,8 @@ _MODEL_OPTION = typer.Option(None, "--model", show_default=f"params mlflow.regis
 _URI_OPTION = typer.Option(None, "--tracking-uri", show_default="MLFLOW_TRACKING_URI, else params mlflow.tracking_uri",
                            help="MLflow tracking/registry URI (sqlite:///path or http://host:port).")
 _PARAMS_OPTION = typer.Option(Path("params.yaml"), "--params", help="params.yaml (sections mlflow and promote).")
+_TAGGER_OPTION = typer.Option(False, "--tagger", help=f"The registered tagger (params tagging.registered_model, else "
+                              f"{REGISTERED_TAGGER}), compared by {TAGGER_METRIC} unless --metric.")
 
 
 def promote(
@@ -86,9 +96,10 @@ def promote(
     model: Optional[str] = _MODEL_OPTION,
     tracking_uri: Optional[str] = _URI_OPTION,
     params_file: Path = _PARAMS_OPTION,
+    tagger: bool = _TAGGER_OPTION,
 ) -> None:
     """Make @challenger the @champion if it beats the champion on the same test set (exit 0), else refuse (exit 1)."""
-    with _opened_registry(params_file, tracking_uri, model) as (client, name, settings):
+    with _opened_registry(params_file, tracking_uri, model, tagger) as (client, name, settings):
         from hushkit.registry import promote as promote_version
 
         decision = promote_version(client, name, metric=metric or settings.metric,
@@ -105,9 +116,10 @@ def rollback(
     model: Optional[str] = _MODEL_OPTION,
     tracking_uri: Optional[str] = _URI_OPTION,
     params_file: Path = _PARAMS_OPTION,
+    tagger: bool = _TAGGER_OPTION,
 ) -> None:
     """Move @champion back to the previous champion (as `hushkit history` shows it)."""
-    with _opened_registry(params_file, tracking_uri, model) as (client, name, _):
+    with _opened_registry(params_file, tracking_uri, model, tagger) as (client, name, _):
         from hushkit.registry import rollback as rollback_champion
 
         result = rollback_champion(client, name, user=user, reason=reason)
@@ -120,9 +132,10 @@ def history(
     model: Optional[str] = _MODEL_OPTION,
     tracking_uri: Optional[str] = _URI_OPTION,
     params_file: Path = _PARAMS_OPTION,
+    tagger: bool = _TAGGER_OPTION,
 ) -> None:
     """Every version (architecture, test score, test set, aliases) and every champion move."""
-    with _opened_registry(params_file, tracking_uri, model) as (client, name, settings):
+    with _opened_registry(params_file, tracking_uri, model, tagger) as (client, name, settings):
         from hushkit.registry import CHAMPION, MANIFEST_TAG, ROLLED_BACK_TAG, history as champion_history, versions
 
         metric = metric or settings.metric

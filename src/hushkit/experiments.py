@@ -243,13 +243,15 @@ def _queue_failure(repo: Path, env: dict[str, str], name: str, state: str | None
 
 # --- the registry ------------------------------------------------------------------------------------------------
 
-def promote(repo: str | Path, reason: str, log: Log = print, hushkit: str | None = None) -> dict[str, Any]:
-    """`hushkit promote` in `repo`: its decision (promoted, refused, error; exit 0, 1, anything else) and output."""
+def promote(repo: str | Path, reason: str, log: Log = print, hushkit: str | None = None, tagger: bool = False
+            ) -> dict[str, Any]:
+    """`hushkit promote` in `repo` (`tagger`: of the registered tagger): its decision (promoted, refused, error;
+    exit 0, 1, anything else) and output."""
     try:
         command = hushkit or tool("hushkit")
     except FileNotFoundError:
         return {"decision": "not available", "reason": "no `hushkit` command"}
-    done = subprocess.run([command, "promote", "--reason", reason], cwd=repo, env=command_env(), capture_output=True,
+    done = subprocess.run([command, "promote", "--reason", reason, *(["--tagger"] if tagger else [])], cwd=repo, env=command_env(), capture_output=True,
                           text=True, timeout=3600)
     output = last_lines((done.stdout + done.stderr).strip().splitlines())
     for line in output.splitlines():
@@ -274,7 +276,11 @@ def report_markdown(result: dict[str, Any], leaderboard: str | None) -> str:
         lines += ["## Failed", "", "```", result["error"][-6000:], "```", ""]
     lines += ["## Leaderboard", "", leaderboard.strip() if leaderboard else "(no leaderboard: the pipeline did not "
               "finish)", ""]
-    promotion = result["promotion"]
-    lines += ["## Promotion", "", f"**Decision: {promotion['decision']}**", ""]
-    lines += [promotion["reason"], ""] if promotion.get("reason") else []
-    return "\n".join(lines + (["```", promotion["output"], "```", ""] if promotion.get("output") else []))
+    for heading, key in (("Promotion", "promotion"), ("Promotion of the tagger", "tagger_promotion")):
+        promotion = result.get(key)
+        if promotion is None:
+            continue
+        lines += [f"## {heading}", "", f"**Decision: {promotion['decision']}**", ""]
+        lines += [promotion["reason"], ""] if promotion.get("reason") else []
+        lines += ["```", promotion["output"], "```", ""] if promotion.get("output") else []
+    return "\n".join(lines)
