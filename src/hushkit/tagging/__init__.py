@@ -6,6 +6,7 @@
 * ``data``: a split of rendered clips as the Trainer's training and validation source, and clip scores of a model;
 * ``frontend``: the log-mel front end every tagger runs inside itself (waveform in, features out);
 * ``metrics``: lwlrap (overall, per class with bootstrap intervals, its chance level) and mAP.
+* ``inference``: tagging recordings with a trained tagger, per file or per segment (`hushkit tag`).
 
 The taggers themselves (``tagcnn``, ``gcnn``) live in the model registry beside the denoisers (hushkit.models).
 This package's ``__init__`` imports nothing, so that hushkit.models may import the front end.
