@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hushkit import __version__
-from hushkit import cli_registry, cli_sweep
+from hushkit import cli_registry, cli_sweep, cli_tag
 from hushkit.cli_errors import ERROR, REFUSED, one_line_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hushkit: speech denoising, corpora to registry.")
@@ -250,6 +250,8 @@ app.command()(cli_registry.rollback)
 app.command()(cli_registry.history)
 # Hyper-parameter search over DVC experiments (hushkit.cli_sweep).
 app.command()(cli_sweep.sweep)
+# Audio tagging of recordings (hushkit.cli_tag).
+app.command()(cli_tag.tag)
 
 
 @app.command("params")

@@ -1,12 +1,12 @@
 """The `tagging` section: the clips (`tagging.clips`: how many curated and noisy clips each split gets, how long
 they are, the ranges their SNRs and levels are drawn from; hushkit.tagging.clips), the taggers and their training
-settings, and their evaluation."""
+settings, their evaluation, and the defaults of `hushkit tag` (`tagging.tag`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from hushkit.config.schema import Section, above, at_least, nonempty, param
+from hushkit.config.schema import Section, above, at_least, nonempty, param, within
 from hushkit.config.train import Range, TrainConfig, TrainParams
 
 
@@ -45,10 +45,22 @@ class TagEvaluateParams(Section):
 
 
 @dataclass(frozen=True)
+class TagParams(Section):
+    """`tag`: the defaults of `hushkit tag` (hushkit.tagging.inference), which --threshold and --segment-seconds
+    override: a label is tagged where its probability is above `threshold`; with `segment_seconds`, each stretch
+    of that length is tagged on its own row (the last one may be shorter), else each file as a whole (null). No
+    stage reads it."""
+
+    threshold: float = param(0.5, rule=within(0.0, 1.0))
+    segment_seconds: float | None = param(None, rule=above(0, note="or null: whole files"))
+
+
+@dataclass(frozen=True)
 class TaggingParams(Section):
     """`tagging`: the clips (tag-features), the taggers trained (tag-train@<arch>: `architectures`, with
     `common` and `models.<arch>` exactly as the `train` section's, read by the same TrainConfig) and their
-    evaluation (tag-evaluate@<arch>); the registered model the exports become versions of (tag-export@<arch>)."""
+    evaluation (tag-evaluate@<arch>); the registered model the exports become versions of (tag-export@<arch>);
+    `tag`: the defaults of `hushkit tag`."""
 
     architectures: list[str] = param(rule=nonempty())
     clips: ClipParams = param(factory=ClipParams)
@@ -56,6 +68,7 @@ class TaggingParams(Section):
     models: dict[str, dict[str, Any] | None] = param(factory=dict)
     evaluate: TagEvaluateParams = param(factory=TagEvaluateParams)
     registered_model: str | None = None  # null: hushkit.registry.REGISTERED_TAGGER
+    tag: TagParams = param(factory=TagParams)
 
     def check(self) -> None:
         for arch in dict.fromkeys([*self.architectures, *self.models]):
