@@ -24,13 +24,13 @@ import torch
 import yaml
 
 from hushkit.config import TrainConfig
-from hushkit.config.tagging import ClipParams
+from hushkit.config.tagging import HELD_OUT_LEARN, ClipParams
 from hushkit.io import read_table
 from hushkit.models import build_model
 from hushkit.params import deep_merge, load_params
+from hushkit.tagging.categories import label_set
 from hushkit.tagging.clips import plan_clips, render_clips
 from hushkit.tagging.data import TaggingSplit, clip_scores
-from hushkit.tagging.labels import label_set
 from hushkit.tagging.metrics import chance_lwlrap, lwlrap, mean_average_precision, per_class_lwlrap
 from hushkit.training.loop import Trainer
 
@@ -58,8 +58,8 @@ def corpus_and_pools(work: Path, args: argparse.Namespace) -> tuple[Path, pd.Dat
 
 
 def build_splits(corpus: Path, pools: pd.DataFrame, params: ClipParams) -> tuple[list[str], dict[str, TaggingSplit]]:
-    labels, held_out = label_set(pools)
-    print(f"labels: {list(labels.names)}" + (f" (held out of the label set: {held_out})" if held_out else ""))
+    labels, held_out = label_set(pools, learn_held_out=params.held_out == HELD_OUT_LEARN)
+    print(f"labels: {list(labels.names)}" + (f" (held out of the denoisers' training: {held_out})" if held_out else ""))
     plan = plan_clips(pools, labels, params)
     rate = int(read_table(corpus / "manifest.csv").sample_rate.iat[0])
     audio, _ = render_clips(plan, corpus, rate, params)

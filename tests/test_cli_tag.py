@@ -225,9 +225,9 @@ def train_small_tagger(work: Path) -> Path:
     from hushkit.config import TrainConfig
     from hushkit.config.tagging import ClipParams
     from hushkit.synthetic import build_synthetic
+    from hushkit.tagging.categories import label_set
     from hushkit.tagging.clips import plan_clips, render_clips
     from hushkit.tagging.data import TaggingSplit
-    from hushkit.tagging.labels import label_set
     from hushkit.training.loop import Trainer
 
     manifest = build_synthetic({

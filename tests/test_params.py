@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from hushkit.config import validate_params
 from hushkit.models import available_models
 from hushkit.params import architecture_params, deep_merge, load_params
 
@@ -114,6 +115,9 @@ def test_params_command_writes_or_prints_the_profile(tmp_path, monkeypatch):
     written = runner.invoke(app, ["params", "--profile", "real-small"])
     assert written.exit_code == 0 and "changed download.sources" in written.output
     assert load_params(tmp_path / "params.yaml")["download"]["sources"] == ["local", "synthetic:noise"]
+    # what it prints fits the schema, and the real-small tagger learns the categories the denoisers never train on
+    printed_params = validate_params(yaml.safe_load(printed.stdout))
+    assert printed_params.tagging.clips.held_out == "learn"
     combined = runner.invoke(app, ["params", "--profile", "real-small,gpu", "-o", "-"])
     merged = yaml.safe_load(combined.stdout)
     assert combined.exit_code == 0 and merged["download"]["sources"] == ["local", "synthetic:noise"]

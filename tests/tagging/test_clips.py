@@ -1,3 +1,4 @@
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -5,9 +6,11 @@ import pandas as pd
 import pytest
 
 from hushkit.audio import rms_db, write_audio
+from hushkit.config.data import UNCATEGORIZED, UNSEEN
 from hushkit.config.tagging import ClipParams, SplitCounts
+from hushkit.tagging.categories import held_out_splits, label_set
 from hushkit.tagging.clips import COLUMNS, plan_clips, render_clip, render_clips
-from hushkit.tagging.labels import SPEECH, label_set, split_labels
+from hushkit.tagging.labels import SPEECH, split_labels
 from tests.tagging.conftest import RATE
 
 PARAMS = ClipParams(seconds=1.0, curated_per_category=SplitCounts(train=5, val=2, test=3),
@@ -18,6 +21,17 @@ PARAMS = ClipParams(seconds=1.0, curated_per_category=SplitCounts(train=5, val=2
 def plan(small_corpus):
     _, pools = small_corpus
     return plan_clips(pools, label_set(pools)[0], PARAMS)
+
+
+def plan_sha256(plan: pd.DataFrame) -> str:
+    return hashlib.sha256(plan.to_csv(index=False).encode()).hexdigest()
+
+
+def test_skip_plans_the_same_clips_as_before_held_out_and_unnamed_noise_were_handled(plan):
+    # The plan of this corpus with the default held_out (skip), computed before tagging.clips.held_out existed: the
+    # clip table (every file, SNR, level and seed) is byte-identical, and so the audio (render_clip reads the row).
+    assert PARAMS.held_out == "skip"
+    assert plan_sha256(plan) == "516e1791a455d0a97eda8674b681ff8f7f2cb46fcd52dabe005349cac396f6b9"
 
 
 def test_counts_per_split_and_subset(plan):
@@ -112,3 +126,53 @@ def test_render_clip_refuses_a_row_without_noise():
                      "seed": 1, "speech_path": ""})
     with pytest.raises(ValueError, match="clip x: no noise file"):
         render_clip(row, lambda path: np.zeros(10), RATE, PARAMS)
+
+
+def test_learn_makes_clips_of_the_held_out_category_from_its_own_instance_split(small_corpus):
+    _, pools = small_corpus
+    learn = replace(PARAMS, held_out="learn")
+    labels = label_set(pools, learn_held_out=True)[0]
+    plan = plan_clips(pools, labels, learn)
+    assignment = held_out_splits(pools, learn.seed)
+    siren_files = {}
+    for row in plan.itertuples():
+        for path in row.noise_paths.split(";"):
+            if "/siren/" in path:
+                assert assignment[path] == row.split, (row.id, path)  # the tagger's split of that instance
+                siren_files.setdefault(row.split, set()).add(path)
+    assert set(siren_files) == {"train", "val", "test"}
+    assert not (siren_files["train"] & siren_files["test"]) and not (siren_files["val"] & siren_files["test"])
+    curated = plan[plan.subset == "curated"].groupby("split").labels.apply(set).to_dict()
+    assert curated == {split: {"hum", "siren", "white"} for split in ("train", "val", "test")}
+    pd.testing.assert_frame_equal(plan, plan_clips(pools.sample(frac=1.0, random_state=5), labels, learn))
+
+
+def test_unnamed_noise_makes_clips_without_a_label_of_its_own(small_corpus):
+    _, pools = small_corpus
+    unnamed = pools.assign(category=pools.category.replace({"white": UNCATEGORIZED}))
+    labels = label_set(unnamed)[0]
+    plan = plan_clips(unnamed, labels, PARAMS)
+    curated = plan[plan.subset == "curated"]
+    # curated: hum labelled, the unnamed noise alone negative for every label
+    assert {(row.noise_paths.split("/")[1], row.labels) for row in curated.itertuples()} == {
+        ("hum", "hum"), ("white", "")}
+    noisy = plan[plan.subset == "noisy"]
+    for row in noisy.itertuples():
+        named = [p.split("/")[1] for p in row.noise_paths.split(";") if "/white/" not in p]
+        assert split_labels(row.labels) == [*named, SPEECH], row.id  # the unnamed noise adds no label
+    assert any("/white/" in row.noise_paths for row in noisy.itertuples())
+    assert (noisy.labels == SPEECH).any()  # speech in unnamed noise alone
+    targets = labels.targets(plan.labels)
+    assert targets.shape == (len(plan), 2) and not targets[(plan.labels == "").to_numpy()].any()
+
+
+def test_a_corpus_of_unnamed_noise_alone_makes_speech_and_no_speech_clips(small_corpus):
+    _, pools = small_corpus
+    noise = pools.kind == "noise"
+    unnamed = pools.assign(category=pools.category.where(~noise, UNCATEGORIZED),
+                           split=pools.split.where(~noise | (pools.split != UNSEEN), "train"))
+    labels = label_set(unnamed)[0]
+    plan = plan_clips(unnamed, labels, PARAMS)
+    assert labels.names == (SPEECH,)
+    assert set(zip(plan.subset, plan.labels)) == {("curated", ""), ("noisy", SPEECH)}
+    np.testing.assert_array_equal(labels.targets(plan.labels)[:, 0], (plan.subset == "noisy").to_numpy())

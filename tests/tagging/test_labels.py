@@ -3,15 +3,7 @@ import pandas as pd
 import pytest
 
 from hushkit.synthetic.noise import CATEGORIES
-from hushkit.tagging.labels import DEFAULT_LABELS, SPEECH, LabelSet, label_set, split_labels
-
-
-def test_label_set_is_the_trained_categories_then_speech(small_corpus):
-    _, pools = small_corpus
-    labels, held_out = label_set(pools)
-    assert labels.names == ("hum", "white", SPEECH)
-    assert held_out == ["siren"]  # only in the unseen split: nothing to learn it from
-    assert labels.noise_categories == ["hum", "white"]
+from hushkit.tagging.labels import DEFAULT_LABELS, SPEECH, LabelSet, split_labels
 
 
 def test_default_labels_are_the_synthetic_categories_and_speech():
@@ -37,17 +29,8 @@ def test_bad_label_sets_are_refused(names, words):
         LabelSet(names)
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"category": "speech"}, "named 'speech'"),
-    ({"split": "unseen"}, "no noise category has training files"),
-])
-def test_bad_pools_are_refused(small_corpus, change, words):
-    _, pools = small_corpus
-    pools = pools.copy()
-    noise = pools.kind == "noise"
-    for column, value in change.items():
-        pools.loc[noise, column] = value
-    with pytest.raises(ValueError, match=words):
-        label_set(pools)
-    with pytest.raises(ValueError, match="lacks the columns"):
-        label_set(pools.drop(columns=["split"]))
+
+def test_speech_alone_is_a_label_set_and_an_empty_string_no_label():
+    labels = LabelSet((SPEECH,))  # a corpus whose only noise is unnamed (hushkit.tagging.categories)
+    assert labels.noise_categories == [] and labels.join(["uncategorized", SPEECH]) == SPEECH
+    np.testing.assert_array_equal(labels.targets(["", "speech"]), [[0], [1]])

@@ -35,6 +35,7 @@ import soundfile as sf
 
 from hushkit.audio import EPS, resample, write_audio
 from hushkit.acquisition.scan import Entry, list_folder
+from hushkit.config.data import UNCATEGORIZED
 from hushkit.io import NotARegularFileError, read_table, sha256_file, write_table
 
 REASONS = ("unreadable", "not_a_file", "changed", "empty", "non_finite", "too_short", "too_long", "silent", "clipped",
@@ -240,7 +241,7 @@ def _labels(rel: Path, kind: str, language: str) -> dict[str, str]:
         match = _LIBRISPEECH.match(rel.stem)
         speaker = match.group(1) if match else (rel.parent.name if rel.parent != Path(".") else rel.stem)
         return {"speaker": speaker, "category": "", "language": language}
-    category = rel.parts[0] if len(rel.parts) > 1 else "uncategorized"
+    category = rel.parts[0] if len(rel.parts) > 1 else UNCATEGORIZED
     return {"speaker": "", "category": category, "language": ""}
 
 

@@ -30,6 +30,7 @@ from hushkit.acquisition.ingest import IngestResult, IngestRules, SourceFile, in
 from hushkit.acquisition.scan import HashCache, from_listing, list_folder, to_listing
 from hushkit.checks.suites import CORPUS_COLUMNS
 from hushkit.config import DownloadParams
+from hushkit.config.data import UNCATEGORIZED
 from hushkit.io import atomic_path, read_table
 from hushkit.workspace import resolve
 
@@ -189,7 +190,7 @@ def run_catalogue(params: DownloadParams, spec: SourceSpec, out: Path, rules: In
 
 def _catalogue_labels(row: Any, kind: str) -> dict[str, str]:
     if kind == "noise":
-        return {"speaker": "", "category": row.category or "uncategorized", "language": ""}
+        return {"speaker": "", "category": row.category or UNCATEGORIZED, "language": ""}
     # speech, or a side of a recorded pair: a file without a speaker label is its own speaker
     return {"speaker": row.speaker or Path(row.path).stem, "category": row.category or "",
             "language": row.language or "und"}

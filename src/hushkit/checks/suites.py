@@ -205,22 +205,29 @@ TAGGING_SUBSETS = ["curated", "noisy"]
 
 
 def tagging_clips_frame(clips: pd.DataFrame, labels: list[str], speech: str, separator: str) -> pd.DataFrame:
-    """Add `unknown_labels` (labels outside the label set), `noise_labels` (noise categories among a clip's labels)
-    and `well_formed` (a curated clip: one noise category and no speech; a noisy one: speech and some noise)."""
+    """Add `unknown_labels` (labels outside the label set), `noise_labels` (noise categories among a clip's labels),
+    `unlabelled_noises` (its noise files beyond its noise labels: unnamed noise, which has no label) and
+    `well_formed` (a curated clip: one noise file and no speech; a noisy one: speech and some noise)."""
     out = clips.copy()
-    if not {"labels", "subset"} <= set(out.columns):
+    if not {"labels", "subset", "noise_paths"} <= set(out.columns):
         return out  # the required-columns expectation names what is missing
-    names = out["labels"].fillna("").astype(str).str.split(separator).apply(lambda v: [x for x in v if x])
+
+    def entries(column: str) -> pd.Series:
+        return out[column].fillna("").astype(str).str.split(separator).apply(lambda v: [x for x in v if x])
+
+    names, noises = entries("labels"), entries("noise_paths").apply(len)
     out["unknown_labels"] = names.apply(lambda v: sum(x not in labels for x in v))
     out["noise_labels"] = names.apply(lambda v: sum(x != speech for x in v))
+    out["unlabelled_noises"] = noises - out["noise_labels"]
     has_speech = names.apply(lambda v: speech in v)
-    out["well_formed"] = (((out.subset == "curated") & ~has_speech & (out.noise_labels == 1))
-                          | ((out.subset == "noisy") & has_speech & (out.noise_labels >= 1)))
+    out["well_formed"] = (((out.subset == "curated") & ~has_speech & (noises == 1))
+                          | ((out.subset == "noisy") & has_speech & (noises >= 1)))
     return out
 
 
-def tagging_clips(max_noises: int) -> list:
-    """The clip table after `tagging_clips_frame` (id column `id`)."""
+def tagging_clips(max_noises: int, unlabelled: bool = False) -> list:
+    """The clip table after `tagging_clips_frame` (id column `id`). `unlabelled`: the corpus has unnamed noise, of
+    which a clip may hold one file that no label names (else every noise file has its label)."""
     E = _e()
     return [
         E.ExpectTableColumnsToMatchSet(column_set=TAGGING_CLIP_COLUMNS, exact_match=False),
@@ -229,7 +236,9 @@ def tagging_clips(max_noises: int) -> list:
         E.ExpectColumnValuesToBeInSet(column="subset", value_set=TAGGING_SUBSETS),
         # A label the tagger has no output for could never be scored.
         E.ExpectColumnValuesToBeBetween(column="unknown_labels", max_value=0),
-        E.ExpectColumnValuesToBeBetween(column="noise_labels", min_value=1, max_value=max_noises),
+        E.ExpectColumnValuesToBeBetween(column="noise_labels", min_value=0 if unlabelled else 1,
+                                        max_value=max_noises),
+        E.ExpectColumnValuesToBeBetween(column="unlabelled_noises", min_value=0, max_value=int(unlabelled)),
         # What the subsets promise: curated = one category alone, noisy = speech in noise.
         E.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True]),
         E.ExpectColumnValuesToBeBetween(column="level_dbfs", min_value=-100.0, max_value=0.0),

@@ -6,6 +6,12 @@ from dataclasses import dataclass, fields
 from hushkit.config.schema import ParamsError, Section, above, at_least, nonempty, one_of, param, within
 from hushkit.config.train import REVERB_TARGETS, Range
 
+# The noise category of files directly in a noise folder, not in a sub-folder of it (a `local` folder's, or a
+# catalogue file without a class): noise nobody has named. The tagger never learns it as a label.
+UNCATEGORIZED = "uncategorized"
+# The split `pools.csv` (the mix stage's) gives every noise file of mix.conditions.unseen_noise.categories: held out
+# of the denoisers' training and validation, used only by the test's unseen-noise condition.
+UNSEEN = "unseen"
 
 # --- download -------------------------------------------------------------------------------------------------------
 
@@ -14,7 +20,7 @@ class LocalFolders(Section):
     """`download.local`: the folders of the `local` source (relative to the repo, or absolute)."""
 
     speech: str | None = None  # speaker = sub-folder (or a LibriSpeech SPEAKER-CHAPTER-UTTERANCE name)
-    noise: str | None = None  # category = first sub-folder (files directly inside: uncategorized)
+    noise: str | None = None  # category = first sub-folder (files directly inside: UNCATEGORIZED)
     language: str | None = "und"  # the speech's language (null: und)
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from hushkit.config.schema import Section, above, at_least, nonempty, param, within
+from hushkit.config.schema import Section, above, at_least, nonempty, one_of, param, within
 from hushkit.config.train import Range, TrainConfig, TrainParams
+
+# `tagging.clips.held_out`: what the tagger does with the noise categories the mix stage holds out of the
+# denoisers' training (mix.conditions.unseen_noise): leave them out of its labels, or learn them too.
+HELD_OUT_SKIP, HELD_OUT_LEARN = "skip", "learn"
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,9 @@ class ClipParams(Section):
     """`clips`: curated clips are one noise category alone (`curated_per_category` of every category, per split);
     noisy clips are speech plus 1 to `max_noises` noise categories, each at its own SNR to the speech drawn from
     `snr_db` (`noisy` per split). Every clip is `seconds` long at a level drawn from `level_dbfs`; the speech is
-    trimmed of its silent ends (`trim_top_db` below its peak) first."""
+    trimmed of its silent ends (`trim_top_db` below its peak) first. `held_out`: `skip` leaves the categories the
+    denoisers never train on out of the labels; `learn` makes them labels too, their noise instances split among
+    the tagger's own train, val and test (hushkit.tagging.categories)."""
 
     seed: int = 13
     seconds: float = param(2.0, rule=above(0))
@@ -34,6 +40,7 @@ class ClipParams(Section):
     snr_db: Range = param(factory=lambda: Range(-5.0, 15.0))
     level_dbfs: Range = param(factory=lambda: Range(-35.0, -15.0))
     trim_top_db: float = param(35.0, rule=above(0))
+    held_out: str = param(HELD_OUT_SKIP, rule=one_of(HELD_OUT_SKIP, HELD_OUT_LEARN))
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,13 @@ from hushkit.audio import read_audio, rms_db, trim_silence, write_audio
 from hushkit.checks import suites, validate
 from hushkit.checks.files import check_audio_files, check_mixture_files
 from hushkit.config import MixParams
-from hushkit.config.data import HeldOut, RecordedSplits, Reverberant
+from hushkit.config.data import UNSEEN, HeldOut, RecordedSplits, Reverberant
 from hushkit.io import read_table, write_table
 from hushkit.mixing import mix_at_snr, noise_segment, snr_db, snr_level
 from hushkit.progress import progress
 from hushkit.stages._cli import stage_main
 
 SPLITS = ("train", "val", "test")
-UNSEEN = "unseen"  # the split of noise clips held out for the unseen-noise condition
 
 
 def split_speakers(speech: pd.DataFrame, n_val: int, n_test: int, rng: np.random.Generator) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """tag-features: the tagging clips of every split (hushkit.tagging.clips), built once from the corpus with the mix
 stage's speaker- and noise-instance-disjoint splits (its pools.csv), rendered and packed for training and scoring.
 
-    out/labels.json                       the label set (the taggers' output order), and the categories held out of it
+    out/labels.json                       the label set (the taggers' output order); `held_out`: the categories the
+                                          denoisers never train on (learned too: `learned_held_out`); `unlabelled`:
+                                          unnamed noise in the clips without a label of its own
     out/{train,val,test}/waveforms.npy    (clips, samples) float32
     out/{train,val,test}/targets.npy      (clips, labels) float32, multi-hot
     out/{train,val,test}/clips.csv        each clip's plan (subset, labels, files, SNRs, level, seed), realized SNR
@@ -20,11 +22,14 @@ import pandas as pd
 
 from hushkit.checks import array_stats, suites, validate
 from hushkit.config import TaggingParams
+from hushkit.config.data import UNCATEGORIZED
+from hushkit.config.tagging import HELD_OUT_LEARN
 from hushkit.io import read_table, write_json, write_npy, write_table
 from hushkit.progress import progress
 from hushkit.stages._cli import stage_main
 from hushkit.tagging.clips import SPLITS, plan_clips, render_clips
-from hushkit.tagging.labels import SEPARATOR, SPEECH, label_set
+from hushkit.tagging.categories import label_set
+from hushkit.tagging.labels import SEPARATOR, SPEECH
 
 # Empty in the clip table by design: a curated clip has no speech and no SNR.
 OPTIONAL_COLUMNS = ["speech_path", "snr_db", "realized_snr_db"]
@@ -39,13 +44,15 @@ def run(section: dict[str, Any], *, mix: Path, corpus: Path, out: Path) -> None:
                                 "speech and noise to mix (tagging needs both)")
     pools = read_table(mix / "pools.csv")
     rate = int(read_table(corpus / "manifest.csv").sample_rate.iat[0])
-    labels, held_out = label_set(pools)
+    learn = params.held_out == HELD_OUT_LEARN
+    labels, held_out = label_set(pools, learn_held_out=learn)
     plan = plan_clips(pools, labels, params)
+    unlabelled = UNCATEGORIZED in set(pools[pools.kind == "noise"].category)
     audio, snrs = render_clips(plan, corpus, rate, params, progress=progress)
     plan["realized_snr_db"] = snrs
     checks = out / "checks"
     validate(suites.tagging_clips_frame(plan, list(labels.names), SPEECH, SEPARATOR),
-             suites.tagging_clips(params.max_noises), name="tag-features output: clip table",
+             suites.tagging_clips(params.max_noises, unlabelled), name="tag-features output: clip table",
              report_path=checks / "clips.json", id_column="id", allow_missing=OPTIONAL_COLUMNS)
     stats, counts = [], {}
     for split in SPLITS:
@@ -58,10 +65,16 @@ def run(section: dict[str, Any], *, mix: Path, corpus: Path, out: Path) -> None:
         counts[split] = plan[keep].subset.value_counts().reindex(["curated", "noisy"], fill_value=0).to_dict()
     validate(pd.DataFrame(stats), suites.tagging_arrays(), name="tag-features output: arrays",
              report_path=checks / "arrays.json", id_column="name")
-    write_json(out / "labels.json", {"labels": list(labels.names), "held_out": held_out})
+    # The keys beyond labels and held_out are written only when they say something, so that a corpus without
+    # unnamed noise and with held-out categories skipped keeps the same file (its hash names the taggers' test set).
+    write_json(out / "labels.json", {"labels": list(labels.names), "held_out": held_out,
+                                     **({"learned_held_out": True} if learn else {}),
+                                     **({"unlabelled": [UNCATEGORIZED]} if unlabelled else {})})
     write_json(out / "summary.json", {"sample_rate": rate, "clip_samples": int(audio.shape[1]), "clips": counts})
     print(f"tag-features: {len(labels)} labels ({', '.join(labels.names)})"
-          + (f", held out: {', '.join(held_out)}" if held_out else "") + "; "
+          + (f", held out of the denoisers' training: {', '.join(held_out)} ({'learned' if learn else 'skipped'})"
+             if held_out else "")
+          + (f", {UNCATEGORIZED} noise without a label" if unlabelled else "") + "; "
           + ", ".join(f"{split}: {c['curated']} curated + {c['noisy']} noisy clips" for split, c in counts.items()))
 
 

@@ -8,6 +8,11 @@ with training.
   the clip) plus 1 to `max_noises` different noise categories, each at its own random SNR to the speech
   (multi-label: `speech` and every category mixed in).
 
+Unnamed noise (`uncategorized`) makes clips like a category but is no label (hushkit.tagging.categories): its
+curated clips carry no label, and noisy clips with it only the other categories and speech. With
+`ClipParams.held_out` `learn`, the held-out categories' noise (pools.csv's `unseen` split) is first split among
+the tagger's train, val and test by instance (`tagger_splits`).
+
 `plan_clips` draws everything about every clip from `ClipParams.seed` (a table, one row per clip, with the seed of
 its own random stream); `render_clip` makes one clip's audio from its row alone, so the same params give the same
 clips in any order. The mixing is hushkit.mixing's: noise stretches by `noise_segment`, SNRs measured over the
@@ -23,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 from hushkit.audio import read_audio, trim_silence
-from hushkit.config.tagging import ClipParams
+from hushkit.config.data import UNCATEGORIZED
+from hushkit.config.tagging import HELD_OUT_LEARN, ClipParams
 from hushkit.mixing import at_level, mix_at_snr, noise_segment, snr_db
+from hushkit.tagging.categories import tagger_splits
 from hushkit.tagging.labels import SEPARATOR, SPEECH, LabelSet
 
 SPLITS = ("train", "val", "test")
@@ -43,23 +50,30 @@ def plan_clips(pools: pd.DataFrame, labels: LabelSet, params: ClipParams) -> pd.
     bad = [path for path in pools.path if SEPARATOR in str(path)]
     if bad:
         raise ValueError(f"corpus paths must not contain {SEPARATOR!r} (the clip table joins paths with it): {bad[0]}")
+    if params.held_out == HELD_OUT_LEARN:
+        pools = tagger_splits(pools, params.seed)
+    # The label categories in label-set order, then unnamed noise (no label of its own, so last: a corpus without
+    # it draws exactly as it would without this rule).
+    kinds = list(dict.fromkeys([*labels.noise_categories, UNCATEGORIZED]))
     rng = np.random.default_rng(params.seed)
     rows = []
     for split in SPLITS:
         noise = _files(pools, "noise", split)
-        by_category = {c: noise[noise.category == c].path.to_numpy() for c in labels.noise_categories}
-        categories = [c for c in labels.noise_categories if len(by_category[c])]
+        by_category = {c: noise[noise.category == c].path.to_numpy() for c in kinds}
+        categories = [c for c in kinds if len(by_category[c])]
         speech = _files(pools, "speech", split).path.to_numpy()
         curated = getattr(params.curated_per_category, split)
         noisy = getattr(params.noisy, split)
         if (curated or noisy) and not categories:
-            raise ValueError(f"tagging clips: the {split} split has no noise file of any label category")
+            raise ValueError(f"tagging clips: the {split} split has no noise file of a label category or "
+                             f"{UNCATEGORIZED!r}")
         if noisy and not len(speech):
             raise ValueError(f"tagging clips: {noisy} noisy {split} clips asked for, but the {split} split has no "
                              "speech")
 
         def row(subset: str, clip_labels: list[str], speech_path: str, noise_paths: list[str],
                 snrs: list[float]) -> dict:
+            # join keeps only the label set's names: unnamed noise adds no label
             return {"id": f"{split}-{subset}-{len(rows):05d}", "split": split, "subset": subset,
                     "labels": labels.join(clip_labels), "speech_path": speech_path,
                     "noise_paths": SEPARATOR.join(noise_paths), "snr_db": SEPARATOR.join(repr(s) for s in snrs),
@@ -71,7 +85,7 @@ def plan_clips(pools: pd.DataFrame, labels: LabelSet, params: ClipParams) -> pd.
                 rows.append(row("curated", [category], "", [str(rng.choice(by_category[category]))], []))
         for _ in range(noisy):
             count = int(rng.integers(1, min(params.max_noises, len(categories)) + 1))
-            chosen = sorted(rng.choice(categories, size=count, replace=False), key=labels.names.index)
+            chosen = sorted(rng.choice(categories, size=count, replace=False), key=categories.index)
             paths = [str(rng.choice(by_category[c])) for c in chosen]
             snrs = [float(rng.uniform(params.snr_db.low, params.snr_db.high)) for _ in chosen]
             rows.append(row("noisy", [*chosen, SPEECH], str(rng.choice(speech)), paths, snrs))

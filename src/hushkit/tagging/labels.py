@@ -1,10 +1,9 @@
-"""The tagging label set: the corpus's noise categories plus `speech`, and multi-hot targets over it.
+"""The tagging label set: noise categories plus `speech`, and multi-hot targets over it.
 
 The categories are the `category` of the noise files in the mix stage's `pools.csv` (the synthetic corpus's
-procedural categories, a `local` noise folder's sub-folders, ESC-50's or UrbanSound8K's catalogue classes), with
-their split. A category held out of training altogether (its files in the `unseen` split: the denoiser's
-unseen-noise test condition) has nothing to learn from and is left out of the label set; `label_set` says which.
-A clip's labels are written as one string, the names joined by `;` in label-set order.
+procedural categories, a `local` noise folder's sub-folders, ESC-50's or UrbanSound8K's catalogue classes);
+hushkit.tagging.categories.label_set says which of them become labels. A clip's labels are written as one string,
+the names joined by `;` in label-set order.
 """
 from __future__ import annotations
 
@@ -64,19 +63,3 @@ class LabelSet:
 def split_labels(joined: str) -> list[str]:
     return [name for name in str(joined).split(SEPARATOR) if name]
 
-
-def label_set(pools: pd.DataFrame) -> tuple[LabelSet, list[str]]:
-    """(the label set, the categories held out of it) from a `pools.csv` table (columns kind, split, category):
-    every noise category with training files, sorted, then `speech`. ValueError when there is no such category or
-    when one is literally named `speech`."""
-    missing = sorted({"kind", "split", "category"} - set(pools.columns))
-    if missing:
-        raise ValueError(f"pools table lacks the columns {missing} (the mix stage's pools.csv has them)")
-    noise = pools[pools.kind == "noise"].fillna({"category": ""})
-    trained = sorted(set(noise[noise.split == "train"].category))
-    if not trained:
-        raise ValueError("pools table: no noise category has training files; tagging needs at least one")
-    if SPEECH in trained:
-        raise ValueError(f"a noise category is named {SPEECH!r}, which is the speech label; rename its folder")
-    held_out = sorted(set(noise.category) - set(trained))
-    return LabelSet((*trained, SPEECH)), held_out
