@@ -45,9 +45,10 @@ from hushkit.experiments import (Pipeline, StageFailed, architectures_override, 
 
 ARTIFACT_KEY = "leaderboard"
 LEADERBOARD, SUMMARY = "data/summary/leaderboard.md", "data/summary/summary.json"
-# per system, and the taggers' (after the denoisers' training, beside their evaluation); the others are data stages
+# per system, and the taggers' (after the denoisers' training, beside their evaluation; tag-predict needs the best
+# tagger); the others are data stages
 MODEL_STAGES = ("train@", "baseline@", "evaluate@", "export@", "tag-train@", "tag-evaluate@", "tag-export@",
-                "tag-summary")
+                "tag-summary", "tag-predict")
 
 
 def _log():  # a task's logger, for dvc's output

@@ -53,7 +53,7 @@ def stage_names(tiny_params) -> list[str]:
     baselines = [f"baseline@{b}" for b in tiny_params["evaluate"]["baselines"]]
     taggers = [f"{s}@{a}" for s in PER_TAGGER for a in tiny_params["tagging"]["architectures"]]
     return [*DATA_STAGES, *baselines, *[f"{s}@{a}" for s in PER_ARCH for a in archs], "summary", "tag-features",
-            *taggers, "tag-summary"]
+            *taggers, "tag-summary", "tag-predict"]
 
 
 def test_every_stage_produced_its_outputs(repo, tiny_params):
@@ -109,6 +109,12 @@ def test_every_stage_produced_its_outputs(repo, tiny_params):
     assert tagging["best"] in tiny_params["tagging"]["architectures"]
     for plot in ("per_class.png", "confusion.png"):
         assert (data / "tagging" / "summary" / plot).read_bytes()[:4] == b"\x89PNG"
+    predicted = pd.read_csv(data / "tagging" / "predicted" / "test.csv")
+    assert list(predicted.id) == sorted(mixtures[mixtures.split == "test"].id)  # every test mixture, by id
+    assert set(predicted.tagger) == {tagging["best"]} and "speech" not in set(predicted.predicted_category)
+    assert (data / "summary" / "by_predicted_category.png").read_bytes()[:4] == b"\x89PNG"
+    assert (f"## By predicted noise category (predicted by {tagging['best']}, not labelled): pesq"
+            in (data / "summary" / "leaderboard.md").read_text())
     report = (data / "summary" / "report.html").read_text()
     assert '<section class="part" id="tagging">' in report
     assert report.count("<audio") == tiny_params["evaluate"]["report_examples"] * (len(board) + 1)
@@ -252,9 +258,9 @@ def test_changing_a_mix_param_reruns_mix_and_downstream_only(repo, tiny_params):
         stale = json.loads(run(["dvc", "status", "--json"], repo, env).stdout)
     finally:
         (repo / "params.yaml").write_text(original)
-    # every stage after features reads data/mix or data/features directly (scan is always_changed), except the
-    # taggers' training, scoring, export and summary, which read only the tagging stages' outputs (stale once
-    # tag-features reruns)
+    # every stage after features reads data/mix or data/features directly (scan is always_changed; tag-predict
+    # reads the test mixtures), except the taggers' training, scoring, export and summary, which read only the
+    # tagging stages' outputs (stale once tag-features reruns)
     assert sorted(set(stale) - {"scan"}) == sorted(name for name in stage_names(tiny_params)[4:]
                                                   if not name.startswith(TAGGER_STAGES))
     back = run(["dvc", "repro"], repo, env).stdout  # mix and features run again or come back from the run cache

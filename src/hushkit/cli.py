@@ -217,13 +217,19 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing --out folder as a whole (once the new report is "
                                         "complete)."),
+    tagger: Optional[str] = typer.Option(
+        None, "--tagger", show_default="the last dvc repro's best tagger (highest lwlrap), if any",
+        help="A tagger checkpoint (.pt): the scores are also broken down by the noise category it predicts for "
+             "each noisy file (marked as predicted). `none`: no such breakdown."),
 ) -> None:
     """Score your own paired recordings with every baseline and model: leaderboard, plots, listening report."""
     from hushkit.audio import AudioReadError
     from hushkit.baselines import missing_runtimes, require_runtimes
+    from hushkit.cli_tag import evaluation_tagger, tagger_architectures
     from hushkit.evaluation.folders import evaluate_folders
     from hushkit.io import OutputError
     from hushkit.params import load_params
+    from hushkit.tagging.inference import load_tagger
 
     params = load_params(params_file) if params_file.is_file() else {"train": {"architectures": []}, "evaluate": {}}
     settings = params.get("evaluate", {})
@@ -237,10 +243,15 @@ def evaluate(
             baselines = [name for name in baselines if name not in left_out]
     with one_line_errors(AudioReadError, FileNotFoundError, ValueError, OutputError):
         require_runtimes(baselines)
+        checkpoint, note = evaluation_tagger(tagger, tagger_architectures(params.get("tagging"), params_file))
         board = evaluate_folders(clean, noisy, out, models=_models(model, params), baselines=baselines,
                                  dnsmos_files=settings.get("dnsmos_files"),
-                                 report_examples=int(settings.get("report_examples", 4)), overwrite=overwrite)
+                                 report_examples=int(settings.get("report_examples", 4)), overwrite=overwrite,
+                                 tagger=None if checkpoint is None else load_tagger(checkpoint),
+                                 tagger_name=str(checkpoint or ""))
     typer.echo((out / "leaderboard.md").read_text())
+    if note:  # after the evaluation: an input's error stays the one line a failed run prints
+        typer.echo(note, err=True)
     typer.echo(f"{len(board)} systems scored; report: {out / 'report.html'}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -18,6 +18,7 @@ from hushkit.cli_errors import ERROR, one_line_errors
 TAGGING = Path("data/tagging")
 PARAMS = Path("params.yaml")
 FLOAT_FORMAT = "%.4f"
+NO_TAGGER = "none"  # `hushkit evaluate --tagger none`: no breakdown by predicted noise category
 
 
 def best_tagger(architectures: list[str], root: Path = TAGGING) -> Path:
@@ -43,6 +44,34 @@ def best_tagger(architectures: list[str], root: Path = TAGGING) -> Path:
     return root / "train" / best / "model.pt"
 
 
+def evaluation_tagger(choice: Optional[str], architectures: list[str], root: Path = TAGGING
+                      ) -> tuple[Optional[Path], str]:
+    """(the tagger checkpoint `hushkit evaluate --tagger` predicts noise categories with, a note for standard
+    error): `choice` itself, none for `none`, else the last `dvc repro`'s best tagger (best_tagger), or none and a
+    note saying so when it trained none."""
+    if choice is not None:
+        return (None, "") if choice.lower() == NO_TAGGER else (Path(choice), "")
+    try:
+        return best_tagger(architectures, root), ""
+    except FileNotFoundError:
+        listed = ", ".join(architectures) or "none listed"
+        return None, (f"note: scores not broken down by predicted noise category: {root} holds no trained and "
+                      f"evaluated tagger of tagging.architectures ({listed}); --tagger CKPT names one")
+
+
+def tagger_architectures(section: Any, path: Path) -> list[str]:
+    """tagging.architectures of the params file `path` (`section`: its `tagging` section; None: no taggers);
+    ValueError naming the file when the section is not a mapping or the list not one of names."""
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: tagging must be a mapping, got {section!r}")
+    architectures = section.get("architectures", [])
+    if not isinstance(architectures, list) or not all(isinstance(arch, str) for arch in architectures):
+        raise ValueError(f"{path}: tagging.architectures must be a list of strings, got {architectures!r}")
+    return architectures
+
+
 def tag_defaults(params_file: Optional[Path]):
     """(tagging.tag's settings, tagging.architectures) of the params file: `params_file`, else ./params.yaml when
     there is one, else the schema's defaults and no architectures."""
@@ -63,11 +92,7 @@ def tag_defaults(params_file: Optional[Path]):
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if section is None:
         return TagParams(), []
-    if not isinstance(section, dict):
-        raise ValueError(f"{path}: tagging must be a mapping, got {section!r}")
-    architectures = section.get("architectures", [])
-    if not isinstance(architectures, list) or not all(isinstance(arch, str) for arch in architectures):
-        raise ValueError(f"{path}: tagging.architectures must be a list of strings, got {architectures!r}")
+    architectures = tagger_architectures(section, path)
     try:  # only what this command reads: the stages check the rest
         return TagParams.parse(section.get("tag"), "tagging.tag"), architectures
     except ParamsError as err:

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hushkit.evaluation.aggregate import SCORES, aggregate, bootstrap_interval, leaderboard, to_json, with_intervals
+from hushkit.evaluation.aggregate import (SCORES, aggregate, bootstrap_interval, breakdown_tables, condition_tables,
+                                         leaderboard, to_json, with_intervals)
 
 
 def per_file_table(n=40, seed=0):
@@ -74,3 +75,23 @@ def test_without_timings_the_leaderboard_has_no_rtf_at_all():
     assert "rtf" not in with_intervals(board).columns
     timed = leaderboard(per_file_table(), kinds)
     assert to_json(timed)["crnn"]["rtf"] > 0 and "rtf" in with_intervals(timed).columns
+
+
+def test_breakdown_tables_have_a_row_per_system_and_a_column_per_value():
+    kinds = {"noisy": "input", "dsp": "baseline", "crnn": "model"}
+    table = per_file_table()
+    table["condition"] = np.select([table.id < "t010", table.id < "t020"], ["reverberant", "unseen_noise"],
+                                   "matched")
+    by_category = aggregate(table, ["noise_category"])
+    tables = dict(breakdown_tables(by_category, "noise_category", kinds))
+    assert list(tables) == ["pesq", "stoi", "si_sdr"]
+    pesq = tables["pesq"].set_index("system")
+    assert list(pesq.columns) == ["kind", "fan", "hum"]  # the values sorted
+    row = by_category.query("system == 'crnn' and noise_category == 'hum' and metric == 'pesq'").iloc[0]
+    assert pesq.loc["crnn", "hum"] == f"{row['mean']:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    # the conditions' tables keep the conditions' own order, not the alphabet's
+    by_condition = aggregate(table, ["condition"])
+    (_, first), *_ = condition_tables(by_condition, kinds)
+    assert list(first.columns) == ["system", "kind", "matched", "unseen_noise", "reverberant"]
+    assert list(dict(breakdown_tables(by_condition, "condition", kinds))["pesq"].columns) == [
+        "system", "kind", "matched", "reverberant", "unseen_noise"]

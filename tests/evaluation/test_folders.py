@@ -1,12 +1,18 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
+import torch
+import yaml
 from typer.testing import CliRunner
 
 from hushkit.cli import app
 from hushkit.evaluation.folders import evaluate_folders, input_snr_db, pair_files
+from hushkit.models import build_model, save_checkpoint
+from hushkit.tagging.inference import load_tagger, predicted_categories
 
 
 def speech(text, rate):
@@ -145,3 +151,69 @@ def test_model_names_are_checked(folders, tmp_path):
                                       "--params", str(tmp_path / "none.yaml")])
     assert result.exit_code == 2  # one name for two models: the second no longer silently replaces the first
     assert "two models named 'net' (x/net.pt and y/net.pt); name them with -m NAME=REF" in result.output
+
+
+# --- the breakdown by the noise category a tagger predicts for each noisy file --------------------------------------
+
+@pytest.fixture(scope="module")
+def tagger_checkpoint(tmp_path_factory):
+    """An untrained tagger: its scores differ from file to file, which is all the breakdown's mechanics need."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tagger") / "model.pt"
+    save_checkpoint(path, build_model("tagcnn", channels=[8, 8], hidden=8).eval())
+    return path
+
+
+def evaluate_cli(folders, out, params, *args):
+    """`hushkit evaluate` with the noisy input alone scored (fast), no DNSMOS and no listening examples."""
+    params.write_text(yaml.safe_dump({"train": {"architectures": []}, "tagging": {"architectures": ["tagcnn", "gcnn"]},
+                                      "evaluate": {"baselines": ["noisy"], "dnsmos_files": 0, "report_examples": 0}}))
+    return CliRunner().invoke(app, ["evaluate", "--clean", str(folders[0]), "--noisy", str(folders[1]),
+                                    "--out", str(out), "--params", str(params), *map(str, args)])
+
+
+def test_tagger_breaks_the_scores_down_by_each_noisy_files_predicted_category(folders, tmp_path, tagger_checkpoint):
+    result = evaluate_cli(folders, tmp_path / "out", tmp_path / "params.yaml", "--tagger", tagger_checkpoint)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    per_file = pd.read_csv(out / "per_file.csv")
+    # the tagger's own prediction on each prepared noisy file (the audio scored)
+    expected = predicted_categories(load_tagger(tagger_checkpoint),
+                                    {i: out / "audio" / "noisy" / f"{i}.wav" for i in per_file.id})
+    assert dict(zip(per_file.id, per_file.predicted_category)) == dict(zip(expected.id, expected.predicted_category))
+    assert set(pd.read_csv(out / "by_predicted_category.csv").predicted_category) == set(expected.predicted_category)
+    heading = f"By predicted noise category (predicted by {tagger_checkpoint}, not labelled): pesq"
+    assert f"## {heading}" in (out / "leaderboard.md").read_text() and heading in result.stdout
+    assert f"<h2>{heading}</h2>" in (out / "report.html").read_text()
+    assert "note:" not in result.stderr
+
+
+def test_the_default_tagger_is_the_repros_best_and_none_turns_it_off(folders, tmp_path, tagger_checkpoint,
+                                                                     monkeypatch):
+    from tests.test_cli_tag import repro_outputs
+
+    monkeypatch.chdir(tmp_path)
+    missing = evaluate_cli(folders, tmp_path / "missing", tmp_path / "params.yaml")
+    assert missing.exit_code == 0, missing.output
+    assert missing.stderr.splitlines() == [
+        "note: scores not broken down by predicted noise category: data/tagging holds no trained and evaluated "
+        "tagger of tagging.architectures (tagcnn, gcnn); --tagger CKPT names one"]
+    assert not (tmp_path / "missing" / "by_predicted_category.csv").exists()
+    repro_outputs(Path("data/tagging"), tagger_checkpoint, {"tagcnn": 0.6, "gcnn": 0.7})
+    found = evaluate_cli(folders, tmp_path / "found", tmp_path / "params.yaml")
+    assert found.exit_code == 0 and found.stderr == ""
+    assert "(predicted by data/tagging/train/gcnn/model.pt, not labelled)" in (tmp_path / "found" /
+                                                                             "leaderboard.md").read_text()
+    off = evaluate_cli(folders, tmp_path / "off", tmp_path / "params.yaml", "--tagger", "none")
+    assert off.exit_code == 0 and off.stderr == ""
+    assert not (tmp_path / "off" / "by_predicted_category.csv").exists()
+    assert "predicted" not in (tmp_path / "off" / "leaderboard.md").read_text()
+
+
+def test_a_tagger_that_is_not_one_is_one_line(folders, tmp_path):
+    denoiser = tmp_path / "denoiser.pt"
+    save_checkpoint(denoiser, build_model("crced").eval())
+    result = evaluate_cli(folders, tmp_path / "out", tmp_path / "params.yaml", "--tagger", denoiser)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: {denoiser}: holds the denoiser 'crced', not a tagger"]
+    assert not (tmp_path / "out").exists()

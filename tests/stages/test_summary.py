@@ -1,10 +1,14 @@
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from hushkit import tracking
 from hushkit.evaluation.aggregate import SCORES, weighted_means
+from hushkit.stages import summary as summary_stage
 from hushkit.stages.summary import best_architecture, collect, model_details, timing_table, write_timing_table
 from hushkit.timing import write_timing
 
@@ -97,3 +101,68 @@ def test_timings_come_from_the_stages_timing_files(stage_outputs, tmp_path):
     write_timing_table(tmp_path, timing)
     assert "| crced | model | 0.0150 | 60 |" in (tmp_path / "timing.md").read_text()
     assert "| dsp | baseline |  |  |" in (tmp_path / "timing.md").read_text()
+
+
+@pytest.fixture
+def pipeline_outputs(tmp_path, tiny_params, mix_dir, mlflow_template_store, monkeypatch):
+    """Made-up scores of the noisy input and one model on six of the tiny mix's test files, what train@crced
+    leaves, tag-predict's test.csv (hum for the files crced does best on), an MLflow store of their own and the
+    params (crced the only architecture, noisy the only baseline) as a file."""
+    shutil.copy(mlflow_template_store, tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    params = json.loads(json.dumps(tiny_params))
+    params["train"]["architectures"], params["evaluate"]["baselines"] = ["crced"], ["noisy"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    test = pd.read_csv(mix_dir / "manifest.csv").query("split == 'test'").sort_values("id")
+    ids = list(test.id[:6])
+    for system, folder, gain in (("noisy", tmp_path / "baseline" / "noisy", 0.0),
+                                 ("crced", tmp_path / "evaluate" / "crced", 0.5)):
+        folder.mkdir(parents=True)
+        table = scores(system, gain, ids).assign(condition="matched")
+        if system == "crced":  # a full point better on the first three files
+            table.loc[table.id.isin(ids[:3]), list(SCORES)] += 1.0
+        table.to_csv(folder / "per_file.csv", index=False)
+    (tmp_path / "train" / "crced").mkdir(parents=True)
+    (tmp_path / "train" / "crced" / "metrics.json").write_text(json.dumps({"n_params": 10}))
+    (tmp_path / "train" / "crced" / "model.pt").write_bytes(b"crced weights")
+    (tmp_path / "predicted").mkdir()
+    pd.DataFrame({"id": list(test.id), "predicted_category": ["hum" if i in ids[:3] else "white" for i in test.id],
+                  "probability": 0.7, "tagger": "gcnn"}).to_csv(tmp_path / "predicted" / "test.csv", index=False)
+    return tmp_path
+
+
+def run_summary(root, mix_dir, out, *extra):
+    summary_stage.main(["--params", str(root / "params.yaml"), "--evaluate", str(root / "evaluate"), "--train",
+                        str(root / "train"), "--baseline", str(root / "baseline"), "--mix", str(mix_dir),
+                        "--out", str(out), *extra])
+
+
+def test_the_summary_breaks_the_scores_down_by_tag_predicts_categories(pipeline_outputs, mix_dir):
+    root = pipeline_outputs
+    run_summary(root, mix_dir, root / "with", "--predicted", str(root / "predicted" / "test.csv"))
+    by_predicted = pd.read_csv(root / "with" / "by_predicted_category.csv").query("metric == 'pesq'")
+    means = by_predicted.set_index(["system", "predicted_category"])["mean"]
+    assert means[("crced", "hum")] > means[("crced", "white")] + 0.9  # crced's better files, as predicted
+    assert set(by_predicted.n) == {3}
+    assert (root / "with" / "by_predicted_category.png").read_bytes()[:4] == b"\x89PNG"
+    heading = "By predicted noise category (predicted by gcnn, not labelled): pesq"
+    assert f"## {heading}" in (root / "with" / "leaderboard.md").read_text()
+    assert f"<h2>{heading}</h2>" in (root / "with" / "report.html").read_text()
+    assert set(pd.read_csv(root / "with" / "per_file.csv").predicted_category) == {"hum", "white"}
+    # without tag-predict's file (a pipeline without taggers) the summary is as it was: no breakdown
+    run_summary(root, mix_dir, root / "without", "--predicted", str(root / "predicted" / "missing.csv"))
+    assert not (root / "without" / "by_predicted_category.csv").exists()
+    assert "predicted" not in (root / "without" / "leaderboard.md").read_text()
+    for name in ("leaderboard.json", "by_category.csv", "summary.json"):
+        assert (root / "with" / name).read_bytes() == (root / "without" / name).read_bytes(), name
+
+
+def test_a_predictions_file_without_its_columns_is_one_line_naming_it(pipeline_outputs, mix_dir, capsys):
+    root = pipeline_outputs
+    path = root / "predicted" / "test.csv"
+    pd.read_csv(path).drop(columns="tagger").to_csv(path, index=False)
+    with pytest.raises(SystemExit):
+        run_summary(root, mix_dir, root / "out", "--predicted", str(path))
+    assert capsys.readouterr().err.strip() == f"summary: {path}: lacks the columns ['tagger']; rerun tag-predict"

@@ -1,6 +1,6 @@
 """Tagging recordings (hushkit.tagging.inference): any file read as mono at the tagger's rate, whole-file and
 segment rows whose probabilities are the tagger's own on exactly that audio, the threshold, long audio in windows,
-and the refusals (a denoiser's checkpoint, a file that is not audio)."""
+the refusals (a denoiser's checkpoint, a file that is not audio), and each file's predicted noise category."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +10,9 @@ import torch
 
 from hushkit.audio import AudioReadError, resample
 from hushkit.models import build_model, save_checkpoint
+from hushkit.tagging import inference
 from hushkit.tagging.inference import (
-    clip_probabilities, load_tagger, read_for_tagger, segment_bounds, tag_file, tags_table,
+    clip_probabilities, load_tagger, predicted_categories, read_for_tagger, segment_bounds, tag_file, tags_table,
 )
 
 RATE = 16000
@@ -143,3 +144,61 @@ def test_non_finite_samples_are_an_error_naming_the_file(tmp_path, tagger):
     sf.write(tmp_path / "nan.wav", audio, RATE, subtype="FLOAT")
     with pytest.raises(AudioReadError, match="nan.wav: holds NaN or infinite samples"):
         tag_file(tagger, tmp_path / "nan.wav")
+
+
+# --- predicted noise categories (the denoiser evaluation's breakdown where the categories are unknown) -------------
+
+def noise_files(folder, count: int) -> dict[str, object]:
+    """`count` one-second files unlike each other (white noise, tones), keyed by an id in reverse order (the
+    table must keep the order given, not sort it)."""
+    rng = np.random.default_rng(4)
+    files = {}
+    for i in range(count):
+        t = np.arange(RATE) / RATE
+        audio = 0.1 * rng.standard_normal(RATE) if i % 2 else 0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t)
+        path = folder / f"file{i}.wav"
+        sf.write(path, audio.astype(np.float32), RATE, subtype="FLOAT")
+        files[f"id{count - i}"] = path
+    return files
+
+
+def test_each_file_gets_the_noise_category_its_tagger_finds_most_probable(tmp_path, tagger):
+    files = noise_files(tmp_path, 4)
+    table = predicted_categories(tagger, files)
+    assert list(table.columns) == ["id", "predicted_category", "probability"]
+    assert list(table.id) == list(files)
+    noise = [label for label in tagger.labels if label != "speech"]
+    for row, path in zip(table.itertuples(), files.values()):
+        expected = probabilities(tagger, read_for_tagger(path, RATE)[0])[[tagger.labels.index(n) for n in noise]]
+        assert row.predicted_category == noise[int(np.argmax(expected))]
+        assert row.probability == pytest.approx(float(expected.max()), abs=1e-6)
+    assert len(predicted_categories(tagger, {})) == 0
+
+
+def test_speech_and_uncategorized_are_never_predicted(tmp_path, monkeypatch):
+    """The probabilities made up per file: speech and uncategorized the most probable in every file, the noise
+    categories below them in a different order per file, and a tie (the first of the tied labels wins)."""
+    torch.manual_seed(0)
+    labels = ["hum", "uncategorized", "white", "babble", "speech"]
+    model = build_model("tagcnn", labels=labels, channels=[8, 8], hidden=8).eval()
+    made_up = {  # per file: probabilities in label order
+        "a": [0.30, 0.99, 0.20, 0.10, 0.98],
+        "b": [0.10, 0.99, 0.20, 0.60, 0.98],
+        "c": [0.40, 0.99, 0.70, 0.10, 0.98],
+        "tie": [0.50, 0.99, 0.50, 0.50, 0.98],
+    }
+    files = {name: tmp_path / f"{name}.wav" for name in made_up}
+    for path in files.values():
+        sf.write(path, np.zeros(RATE // 2, np.float32), RATE)
+    given = iter(made_up.values())  # the files are scored in the order given
+    monkeypatch.setattr(inference, "clip_probabilities",
+                        lambda tagger, audio, window_seconds: np.asarray(next(given), dtype=np.float32))
+    table = predicted_categories(model, files).set_index("id")
+    assert table.predicted_category.to_dict() == {"a": "hum", "b": "babble", "c": "white", "tie": "hum"}
+    assert table.probability.to_dict() == pytest.approx({"a": 0.30, "b": 0.60, "c": 0.70, "tie": 0.50})
+
+
+def test_a_tagger_without_noise_categories_is_refused(tmp_path):
+    model = build_model("tagcnn", labels=["uncategorized", "speech"], channels=[8, 8], hidden=8).eval()
+    with pytest.raises(ValueError, match=r"hold no noise category to predict"):
+        predicted_categories(model, noise_files(tmp_path, 1))

@@ -151,23 +151,33 @@ def with_intervals(board: pd.DataFrame, metrics: tuple[str, ...] = SCORES) -> pd
     return table
 
 
-def condition_tables(by_condition: pd.DataFrame, kinds: dict[str, str],
-                     metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr")) -> list[tuple[str, pd.DataFrame]]:
-    """Per metric, a table with a row per system and a column per test condition ("mean [low, high]")."""
-    conditions = [c for c in CONDITIONS if c in set(by_condition.condition)]
+def breakdown_tables(by: pd.DataFrame, column: str, kinds: dict[str, str],
+                     metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr"),
+                     order: tuple[str, ...] | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Per metric, a table with a row per system and a column per value of `column` in the long table `by`
+    (`aggregate(per_file, [column])`): "mean [low, high]". The columns follow `order` (values it lacks are left
+    out), else the values sorted."""
+    present = set(by[column])
+    values = [v for v in order if v in present] if order is not None else sorted(present)
     tables = []
     for metric in metrics:
-        rows = by_condition[by_condition.metric == metric].set_index(["system", "condition"])
+        rows = by[by.metric == metric].set_index(["system", column])
         if rows["mean"].isna().all():
             continue
         digits = 2 if metric == "si_sdr" else 3
         table = pd.DataFrame({"system": list(kinds), "kind": list(kinds.values())})
-        for condition in conditions:
-            table[condition] = [_interval(*(rows.loc[(system, condition), ["mean", "ci_low", "ci_high"]]
-                                            if (system, condition) in rows.index else (np.nan,) * 3), digits)
-                                for system in kinds]
+        for value in values:
+            table[value] = [_interval(*(rows.loc[(system, value), ["mean", "ci_low", "ci_high"]]
+                                        if (system, value) in rows.index else (np.nan,) * 3), digits)
+                            for system in kinds]
         tables.append((metric, table))
     return tables
+
+
+def condition_tables(by_condition: pd.DataFrame, kinds: dict[str, str],
+                     metrics: tuple[str, ...] = ("pesq", "stoi", "si_sdr")) -> list[tuple[str, pd.DataFrame]]:
+    """Per metric, a table with a row per system and a column per test condition ("mean [low, high]")."""
+    return breakdown_tables(by_condition, "condition", kinds, metrics, order=CONDITIONS)
 
 
 def _interval(mean: float, low: float, high: float, digits: int) -> str:

@@ -18,6 +18,8 @@ from hushkit.evaluation.results import write_evaluation
 from hushkit.evaluation.scoring import example_ids, score_system, spread
 from hushkit.io import atomic_folder
 from hushkit.mixing import snr_db, snr_level
+from hushkit.models import Tagger
+from hushkit.tagging.inference import predicted_categories
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 LENGTH_TOLERANCE_S = 0.01   # a clean/noisy pair may differ by this much (codec padding); longer ones are cut to it
@@ -114,10 +116,12 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
 
 def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, str], baselines: list[str],
                      rate: int = 16000, dnsmos_files: int | None = None, report_examples: int = 4,
-                     overwrite: bool = False) -> pd.DataFrame:
+                     overwrite: bool = False, tagger: Tagger | None = None, tagger_name: str = "") -> pd.DataFrame:
     """Score every baseline and model (name → reference) on the paired folders; writes the evaluation to `out`
     and returns the leaderboard. `out` must be missing or an empty folder unless `overwrite`, which replaces it as
-    a whole once the new evaluation is complete (never a folder holding the inputs)."""
+    a whole once the new evaluation is complete (never a folder holding the inputs). With a `tagger` (named
+    `tagger_name` in the report), the scores are also broken down by the noise category it predicts for each
+    noisy file."""
     clean, noisy, out = Path(clean), Path(noisy), Path(out)
     for name in models:
         check_system_name(name, {"noisy", *baselines})
@@ -130,6 +134,8 @@ def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, s
     with atomic_folder(out, replace=overwrite) as work_out:
         work = work_out / "audio"
         test = prepare(pairs, work, rate)
+        predicted = None if tagger is None else predicted_categories(
+            tagger, {row.id: work / row.noisy_path for row in test.itertuples()})
         kinds = {"noisy": "input", **{b: "baseline" for b in baselines if b != "noisy"},
                  **{name: "model" for name in models}}
         specs = {name: systems.baseline(name) for name in kinds if kinds[name] != "model"}
@@ -146,4 +152,5 @@ def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, s
         intro = (f"{len(test)} pairs from {noisy} (noisy) and {clean} (clean), resampled to {rate} Hz mono; "
                  "SNR levels are the measured input SNRs rounded to 5 dB.")
         return write_evaluation(work_out, per_file, kinds, mix=work, test=test, examples=folders,
-                                title="hushkit evaluation of your recordings", intro=intro)
+                                title="hushkit evaluation of your recordings", intro=intro,
+                                predicted=predicted, predicted_by=tagger_name)

@@ -78,16 +78,18 @@ def metric_vs_snr(by_snr: pd.DataFrame, kinds: dict[str, str], path: Path) -> No
 
 
 def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: Path,
-                       metrics: tuple[str, ...] = ("pesq", "si_sdr", "dnsmos_ovr")) -> None:
-    """One heat map per metric: systems × noise categories, each cell its mean (n in the long table)."""
+                       metrics: tuple[str, ...] = ("pesq", "si_sdr", "dnsmos_ovr"), column: str = "noise_category",
+                       what: str = "noise category") -> None:
+    """One heat map per metric: systems × the values of `column` (the noise categories; `what` names them in the
+    titles), each cell its mean (n in the long table)."""
     metrics = [m for m in metrics if by_category[by_category.metric == m]["mean"].notna().any()]
     plt = pyplot()
-    categories = sorted(by_category.noise_category.unique())
+    categories = sorted(by_category[column].unique())
     fig, axes = plt.subplots(1, len(metrics), figsize=(0.75 * len(categories) * len(metrics) + 3,
                                                        0.38 * len(kinds) + 1.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         grid = (by_category[by_category.metric == metric]
-                .pivot(index="system", columns="noise_category", values="mean")
+                .pivot(index="system", columns=column, values="mean")
                 .reindex(index=list(kinds), columns=categories))
         image = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="viridis")
         for (r, c), value in np.ndenumerate(grid.to_numpy(dtype=float)):
@@ -96,7 +98,7 @@ def metric_by_category(by_category: pd.DataFrame, kinds: dict[str, str], path: P
                         fontsize=6.5, color="white" if value < np.nanmean(grid.to_numpy()) else "black")
         ax.set_xticks(range(len(categories)), categories, rotation=50, ha="right", fontsize=8)
         ax.set_yticks(range(len(kinds)), list(kinds), fontsize=8)
-        ax.set_title(f"{TITLES[metric]} per noise category", fontsize=10)
+        ax.set_title(f"{TITLES[metric]} per {what}", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.04)
     save_figure(fig, path)
 

@@ -1,6 +1,7 @@
 """Everything an evaluation writes, the same for the pipeline's summary stage and `hushkit evaluate`: the per-file
-table, the leaderboard (JSON, Markdown) with 95% intervals, breakdowns per SNR level and noise category, PNG plots
-and the self-contained listening report."""
+table, the leaderboard (JSON, Markdown) with 95% intervals, breakdowns per SNR level, noise category, test condition
+and, where a tagger predicted each file's noise category, per predicted category; PNG plots and the self-contained
+listening report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,20 +21,28 @@ NOTES = (
     "is scored on the `dnsmos_files` files, spread over the SNR levels and noise categories.",
 )
 RTF_NOTE = "rtf: processing time over audio time on one CPU thread."
+PREDICTED = "predicted_category"  # per_file's column of a tagger's predicted noise category
 
 
 def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *, mix: Path, test: pd.DataFrame,
                      examples: dict[str, Path], title: str, extra: pd.DataFrame | None = None,
                      intro: str = "", board: pd.DataFrame | None = None,
-                     parts: Sequence[ReportPart] = ()) -> pd.DataFrame:
+                     parts: Sequence[ReportPart] = (), predicted: pd.DataFrame | None = None,
+                     predicted_by: str = "") -> pd.DataFrame:
     """Write the evaluation of `per_file` (rows of every system in `kinds`: system → input | baseline | model) to
     `out`; `examples` maps a system to the folder with its enhanced `<id>.wav` files; `parts`: sections of their own
     in the report (the taggers'). Returns the leaderboard (`board`: `aggregate.leaderboard(per_file, kinds)` when
-    the caller has it already; the bootstrap is not free)."""
+    the caller has it already; the bootstrap is not free).
+
+    `predicted` (columns id, predicted_category: a tagger's guess at each noisy file's noise category, for files
+    whose category is unknown; `predicted_by` names the tagger) adds a `predicted_category` column to per_file.csv,
+    by_predicted_category.{csv,png} and a section per metric, each marked as predicted."""
     out = Path(out)
     missing = sorted(set(kinds) - set(per_file.system))
     if missing:
         raise ValueError(f"no per-file scores for {missing}")
+    if predicted is not None:
+        per_file = with_predicted(per_file, predicted)
     board = aggregate.leaderboard(per_file, kinds) if board is None else board
     if extra is not None:
         board = board.merge(extra, on="system", how="left")
@@ -61,12 +70,41 @@ def write_evaluation(out: Path, per_file: pd.DataFrame, kinds: dict[str, str], *
         plots.metric_by_condition(by_condition, kinds, figures[-1][1])
         sections = [(f"By test condition: {metric}", part)
                     for metric, part in aggregate.condition_tables(by_condition, kinds)]
+    if predicted is not None:
+        by_predicted = aggregate.aggregate(per_file, [PREDICTED])
+        write_table(out / "by_predicted_category.csv", by_predicted)
+        marked = f"predicted by {predicted_by or 'a tagger'}, not labelled"
+        figures.append((f"Per noise category the tagger predicts for each noisy file ({marked})",
+                        out / "by_predicted_category.png"))
+        plots.metric_by_category(by_predicted, kinds, figures[-1][1], column=PREDICTED,
+                                 what="predicted noise category")
+        sections += [(f"By predicted noise category ({marked}): {metric}", part)
+                     for metric, part in aggregate.breakdown_tables(by_predicted, PREDICTED, kinds)]
     with atomic_path(out / "leaderboard.md") as tmp:
         tmp.write_text(f"# {title}\n\n{intro}\n\n{aggregate.to_markdown(table)}\n\n{notes[0]}\n"
                        + "".join(f"\n## {heading}\n\n{aggregate.to_markdown(part)}\n" for heading, part in sections))
     write_report(out / "report.html", title=title, intro=intro, table=table, plots=figures,
                  examples=_examples(test, kinds, mix, examples), notes=notes, sections=sections, parts=parts)
     return board
+
+
+def with_predicted(per_file: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
+    """`per_file` with each file's `predicted_category` (from `predicted`, by id); ValueError when `predicted`
+    lacks its columns, names a file twice or has no prediction for a scored file."""
+    absent = sorted({"id", PREDICTED} - set(predicted.columns))
+    if absent:
+        raise ValueError(f"predicted categories: no column {absent} (columns: {list(predicted.columns)})")
+    twice = sorted(set(predicted.id[predicted.id.duplicated()]))
+    if twice:
+        raise ValueError(f"predicted categories: {len(twice)} file(s) predicted twice: "
+                         f"{', '.join(map(str, twice[:5]))}")
+    categories = per_file.id.map(predicted.set_index("id")[PREDICTED])
+    unpredicted = sorted(set(per_file.id[categories.isna()]))
+    if unpredicted:
+        raise ValueError(f"predicted categories: none for {len(unpredicted)} scored file(s) "
+                         f"({', '.join(map(str, unpredicted[:5]))}{' ...' if len(unpredicted) > 5 else ''}); "
+                         "they were predicted on other files")
+    return per_file.assign(**{PREDICTED: categories.astype(str)})
 
 
 def _examples(test: pd.DataFrame, kinds: dict[str, str], mix: Path, folders: dict[str, Path]) -> list[Example]:

@@ -1,10 +1,12 @@
 """summary: compare every trained architecture and every baseline on the test split (leaderboard with 95% intervals,
-breakdowns, plots, the listening report, with the taggers' section when tag-summary wrote one), name the best
-architecture, make it the registry's `challenger`, and log the comparison and the report to the pipeline's parent
-MLflow run.
+breakdowns, plots, the listening report, with the taggers' section when tag-summary wrote one and the breakdown by
+the noise category the best tagger predicts when tag-predict wrote it), name the best architecture, make it the
+registry's `challenger`, and log the comparison and the report to the pipeline's parent MLflow run.
 
     out/leaderboard.{md,json}, per_file.csv, by_snr.csv, by_category.csv, *.png, report.html, summary.json
         the scores: the same results give the same files
+    out/by_predicted_category.{csv,png}
+        with tag-predict's predictions: the scores per predicted noise category (per_file.csv gains the column)
     out/timing.md, timing.json
         each system's real-time factor and each model's training time, from the stages' timing files (not DVC
         outputs: see hushkit.timing; blank for a stage DVC restored instead of running)
@@ -108,10 +110,24 @@ def tagging_parts(tagging: Path | None) -> list[ReportPart]:
     return [] if part is None else [part]
 
 
+def predictions(path: Path | None) -> tuple[pd.DataFrame | None, str]:
+    """(tag-predict's predicted category of each test mixture, the tagger that predicted them); (None, "") without
+    taggers (no file given, or none written: a pipeline without the `tagging` section)."""
+    if path is None or not Path(path).is_file():
+        return None, ""
+    table = read_table(path)
+    missing = sorted({"id", "predicted_category", "tagger"} - set(table.columns))
+    if missing:
+        raise ValueError(f"{path}: lacks the columns {missing}; rerun tag-predict")
+    taggers = sorted(set(table.tagger.astype(str)))
+    return table, ", ".join(taggers)
+
+
 def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path, mix: Path, out: Path,
-        pipeline_params: dict[str, Any], tagging: Path | None = None) -> None:
+        pipeline_params: dict[str, Any], tagging: Path | None = None, predicted: Path | None = None) -> None:
     """`section`: params.yaml's `summary`; `pipeline_params`: the whole file (architectures, evaluate, mlflow);
-    `tagging`: the tag-summary stage's folder, whose taggers get a section of the report when it holds them."""
+    `tagging`: the tag-summary stage's folder, whose taggers get a section of the report when it holds them;
+    `predicted`: tag-predict's test.csv, which breaks the scores down by predicted noise category when written."""
     evaluate, train, baseline, out = map(Path, (evaluate, train, baseline, out))
     rank_by = SummaryParams.parse(section, "summary").rank_by
     pipeline = validate_params(pipeline_params)
@@ -127,9 +143,11 @@ def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path,
              if weights else "the mean over the test files")
     intro = (f"{per_file.id.nunique()} test files, every system scored on exactly the same audio. "
              f"Best trained architecture by {rank_by} ({basis}): {best}, {scores.loc[best, rank_by]:.3f}.")
+    categories, predicted_by = predictions(predicted)
     board = write_evaluation(out, per_file, kinds, mix=Path(mix), test=test, examples=folders,
                              title="hushkit leaderboard (test split)", intro=intro, board=board,
-                             extra=model_details(train, architectures), parts=tagging_parts(tagging))
+                             extra=model_details(train, architectures), parts=tagging_parts(tagging),
+                             predicted=categories, predicted_by=predicted_by)
     write_json(out / "summary.json", {
         "best": best, "rank_by": rank_by,
         "rank_scores": {system: round(float(scores.loc[system, rank_by]), 4) for system in kinds},

@@ -6,7 +6,9 @@
 * ``tag_file(tagger, path, threshold, segment_seconds)``: one row for the whole file, or one per segment
   (``segment_seconds`` long, the last one shorter when the file is not a whole number of them; nothing skipped):
   ``file, start_s, end_s``, every label's probability, and ``tags``, the labels above `threshold` joined by `;`
-  in the tagger's label order; ``tags_table(rows, labels)`` puts rows in that column order.
+  in the tagger's label order; ``tags_table(rows, labels)`` puts rows in that column order;
+* ``predicted_categories(tagger, files)``: each file's most probable noise category (the denoiser evaluation's
+  breakdown of files whose category is unknown: a user's recordings, a corpus of unlabelled noise).
 
 A probability is the tagger's clip probability (the sigmoid of its clip logit) of the stretch tagged. A stretch
 longer than ``WINDOW_SECONDS`` is scored in equal windows no longer than that, and each label gets its highest
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,11 +26,15 @@ import torch
 
 from hushkit.audio import AudioReadError, read_audio, resample
 from hushkit.models import Tagger, load_checkpoint
-from hushkit.tagging.labels import SEPARATOR
+from hushkit.tagging.labels import SEPARATOR, SPEECH
 
 WINDOW_SECONDS = 30.0
 POSITION = ("file", "start_s", "end_s")
 TAGS = "tags"
+# The `local` source's category of noise files straight in its folder (hushkit.acquisition): a tagger trained on
+# such a corpus learns it as a label, but it names no kind of noise, so no file is predicted to hold it.
+UNCATEGORIZED = "uncategorized"
+PREDICTION = ("id", "predicted_category", "probability")
 
 
 def load_tagger(path: str | os.PathLike) -> Tagger:
@@ -102,3 +109,27 @@ def tag_file(tagger: Tagger, path: str | os.PathLike, *, threshold: float = 0.5,
 def tags_table(rows: list[dict], labels: list[str]) -> pd.DataFrame:
     """Rows as a table: file, start_s, end_s, one column per label, tags (no rows: the columns alone)."""
     return pd.DataFrame(rows, columns=[*POSITION, *labels, TAGS])
+
+
+def noise_categories(labels: list[str]) -> list[str]:
+    """The labels that name a kind of noise: all but `speech` and `uncategorized`."""
+    return [label for label in labels if label not in (SPEECH, UNCATEGORIZED)]
+
+
+def predicted_categories(tagger: Tagger, files: Mapping[str, str | os.PathLike],
+                         window_seconds: float = WINDOW_SECONDS) -> pd.DataFrame:
+    """Per file (`files`: id → audio file): id, predicted_category (the noise category with the highest clip
+    probability, `noise_categories` of the tagger's labels; the first of equal ones) and its probability, in the
+    order of `files`. ValueError when the tagger has no noise category; AudioReadError naming a file that cannot be
+    read as audio."""
+    categories = noise_categories(tagger.labels)
+    if not categories:
+        raise ValueError(f"the tagger's labels {tagger.labels} hold no noise category to predict")
+    columns = [tagger.labels.index(category) for category in categories]
+    rows = []
+    for file_id, path in files.items():
+        audio, _ = read_for_tagger(path, tagger.sample_rate)
+        probabilities = clip_probabilities(tagger, audio, window_seconds)[columns]
+        best = int(np.argmax(probabilities))  # argmax keeps the first of equal probabilities
+        rows.append((file_id, categories[best], float(probabilities[best])))
+    return pd.DataFrame(rows, columns=list(PREDICTION))
