@@ -25,15 +25,13 @@ import pandas as pd
 import torch
 
 from hushkit.audio import AudioReadError, read_audio, resample
+from hushkit.config.data import UNCATEGORIZED  # noise that names no kind of noise: never a predicted category
 from hushkit.models import Tagger, load_checkpoint
 from hushkit.tagging.labels import SEPARATOR, SPEECH
 
 WINDOW_SECONDS = 30.0
 POSITION = ("file", "start_s", "end_s")
 TAGS = "tags"
-# The `local` source's category of noise files straight in its folder (hushkit.acquisition): a tagger trained on
-# such a corpus learns it as a label, but it names no kind of noise, so no file is predicted to hold it.
-UNCATEGORIZED = "uncategorized"
 PREDICTION = ("id", "predicted_category", "probability")
 
 
