@@ -106,6 +106,28 @@ def sigkill_when(process, marker: str, timeout: float = 120) -> str:
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_uris_restored():
+    """Each test module leaves MLflow's process-wide tracking and registry URIs as it found them. A test that runs a
+    stage in-process sets both (hushkit.tracking.setup); left behind, they would send a later module's
+    `MlflowClient(tracking_uri=...)` registry calls to that test's store."""
+    before = _mlflow_uri_globals()[2] if "mlflow" in sys.modules else (None, None)
+    yield
+    if "mlflow" in sys.modules:
+        tracking, registry, _ = _mlflow_uri_globals()
+        tracking._tracking_uri, registry._registry_uri = before
+
+
+def _mlflow_uri_globals():
+    """MLflow's modules holding the process-wide URIs, and their values. Private state (MLflow has no public
+    "unset"): this fails loudly, not silently, if MLflow moves it."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    assert hasattr(tracking, "_tracking_uri") and hasattr(registry, "_registry_uri"), "MLflow moved its URI globals"
+    return tracking, registry, (tracking._tracking_uri, registry._registry_uri)
+
+
 @pytest.fixture
 def file_server(tmp_path, monkeypatch):
     """`serve` for a served/ folder (no proxy in the way): yields the folder and its base URL."""

@@ -130,7 +130,7 @@ def test_registry_and_tracking(repo, tiny_params):
     from hushkit.io import sha256_file
     from hushkit.tracking import CHECKPOINT_TAG
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}", registry_uri=f"sqlite:///{repo / 'mlflow.db'}")
     summary = json.loads((repo / "data" / "summary" / "summary.json").read_text())
     version = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
     assert version.tags["architecture"] == summary["best"]
@@ -176,7 +176,7 @@ def test_the_flow_ends_with_the_leaderboard_and_a_promotion_decision(flow, tiny_
     assert flow["report"].read_text() == artifact["data"]
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}", registry_uri=f"sqlite:///{repo / 'mlflow.db'}")
     challenger = client.get_model_version_by_alias("hushkit-denoiser", "challenger")
     if result["promotion"]["decision"] == "promoted":  # no champion yet in this fresh store: the first one wins
         assert client.get_model_version_by_alias("hushkit-denoiser", "champion").version == challenger.version
@@ -217,7 +217,7 @@ def test_experiment_on_one_architecture_reruns_only_its_stages(repo, tiny_params
     assert "crced-lr" in json.dumps(shown)
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}", registry_uri=f"sqlite:///{repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("hushkit").experiment_id],
                               filter_string="tags.architecture = 'crced' and params.`train.lr` = '0.01'")
     assert len(runs) == 1

@@ -90,7 +90,7 @@ def experiment_names(repo: Path, env: dict) -> set[str]:
 def sweep_runs(repo: Path, study: str) -> list:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}", registry_uri=f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("hushkit")
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`sweep.study` = '{study}'")
 
