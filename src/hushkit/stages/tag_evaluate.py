@@ -11,7 +11,6 @@ Everything is logged to the MLflow run that trained the checkpoint (hushkit.trac
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,8 @@ from hushkit import tracking
 from hushkit.checks import suites, validate
 from hushkit.config import TaggingParams
 from hushkit.io import read_table, write_json, write_table
-from hushkit.models import load_checkpoint
 from hushkit.stages._cli import stage_main
-from hushkit.tagging.data import TaggingSplit, clip_scores
+from hushkit.tagging.data import TaggingSplit, clip_scores, load_tagger_for_clips
 from hushkit.tagging.metrics import (
     average_precision, bootstrap_interval, chance_lwlrap, mean_average_precision, per_class_lwlrap,
 )
@@ -61,13 +59,7 @@ def run(section: dict[str, Any], *, arch: str, features: Path, model: Path, out:
     """`section`: params.yaml's `tagging` (this stage reads `tagging.evaluate`); `mlflow_params`: its `mlflow`."""
     features, out = Path(features), Path(out)
     params = TaggingParams.parse(section, "tagging").evaluate
-    tagger, meta = load_checkpoint(model, kind="tagger")
-    if meta["model"] != arch:
-        raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
-    labels = json.loads((features / "labels.json").read_text())["labels"]
-    if tagger.labels != labels:
-        raise ValueError(f"{model}: the tagger's labels {tagger.labels} are not the clips' {labels}; rerun "
-                         f"tag-train@{arch}")
+    tagger, meta, labels = load_tagger_for_clips(model, arch, features)
     test = TaggingSplit.load(features / "test")
     scores = clip_scores(tagger, test.waveforms)
     clips = read_table(features / "test" / "clips.csv")

@@ -21,10 +21,9 @@ import numpy as np
 from hushkit import tracking
 from hushkit.config import ExportParams, TaggingParams
 from hushkit.io import read_table, sha256_file, write_json
-from hushkit.models import load_checkpoint
 from hushkit.registry import MANIFEST_TAG, REGISTERED_TAGGER, provenance_tags
 from hushkit.stages._cli import stage_main
-from hushkit.tagging.data import TaggingSplit, split_sha256
+from hushkit.tagging.data import TaggingSplit, load_tagger_for_clips, split_sha256
 from hushkit.tagging.export import OUTPUT, export_tagger, register_tagger, tagger_parity
 
 PARITY_CLIPS = 3  # a batch and a length unlike the export example's (2 x 1 s): both axes are shown to be dynamic
@@ -48,13 +47,7 @@ def run(section: dict[str, Any], *, arch: str, model: Path, features: Path, eval
     model, features, out = Path(model), Path(features), Path(out)
     params = ExportParams.parse(export_params, "export")
     name = TaggingParams.parse(section, "tagging").registered_model or REGISTERED_TAGGER
-    tagger, meta = load_checkpoint(model, kind="tagger")
-    if meta["model"] != arch:
-        raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
-    labels = json.loads((features / "labels.json").read_text())["labels"]
-    if tagger.labels != labels:
-        raise ValueError(f"{model}: the tagger's labels {tagger.labels} are not the clips' {labels}; rerun "
-                         f"tag-train@{arch}")
+    tagger, meta, labels = load_tagger_for_clips(model, arch, features)
     tags = score_tags(evaluation)  # a bad evaluation fails before the slow export
 
     onnx_path = export_tagger(tagger, out / "model.onnx", meta=meta, opset=params.opset)

@@ -4,6 +4,7 @@ scores over many clips; and the hash that says which clips a tagger was scored o
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from hushkit.io import read_table, sha256_file
+from hushkit.models import load_checkpoint
 
 SPLIT_FILES = ("clips.csv", "waveforms.npy", "targets.npy")  # one split of the tag-features stage's clips
 
@@ -104,3 +106,16 @@ def split_sha256(features: Path, split: str = "test") -> str:
             raise FileNotFoundError(f"{path}: no such file; the tag-features stage writes it")
         digest.update(f"{path.relative_to(features).as_posix()} {sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def load_tagger_for_clips(model: Path, arch: str, features: Path):
+    """(tagger, checkpoint meta, labels) of the `arch` checkpoint `model`, refused in one line naming the file when it
+    holds another model or was trained on other labels than tag-features' (`features`/labels.json)."""
+    tagger, meta = load_checkpoint(model, kind="tagger")
+    if meta["model"] != arch:
+        raise ValueError(f"{model}: checkpoint holds {meta['model']!r}, not {arch!r}")
+    labels = json.loads((Path(features) / "labels.json").read_text())["labels"]
+    if tagger.labels != labels:
+        raise ValueError(f"{model}: the tagger's labels {tagger.labels} are not the clips' {labels}; rerun "
+                         f"tag-train@{arch}")
+    return tagger, meta, labels
