@@ -165,6 +165,20 @@ def crnn_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def untrained_tagger_checkpoint(tmp_path_factory) -> Path:
+    """A small tagcnn with fresh seeded weights: its scores differ from file to file, which is all the mechanics of
+    tagging (rows, segments, thresholds, breakdowns) need."""
+    import torch
+
+    from hushkit.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tagger") / "model.pt"
+    save_checkpoint(path, build_model("tagcnn", channels=[8, 8], hidden=8).eval())
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_params() -> dict:
     overlay = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     return deep_merge(load_params(ROOT / "params.yaml"), overlay)

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from hushkit import registry
 from hushkit.cli import app
+from hushkit.io import sha256_file
 from hushkit.registry import CHALLENGER, CHAMPION, RegistryError
 
 NAME = "hushkit-denoiser"
@@ -170,6 +171,22 @@ def test_rollback_without_history_is_a_clear_error(client):
         registry.rollback(client, NAME)
     with pytest.raises(RegistryError, match="no registered model 'other'"):
         registry.rollback(client, "other")
+
+
+def test_challenge_with_checkpoint_moves_the_alias_to_its_version_or_says_which_stage_registers_it(client,
+                                                                                                  tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    v1, v2 = add_versions(client, [2.0, 2.1])
+    client.set_model_version_tag(NAME, v1, registry.CHECKPOINT_TAG, sha256_file(checkpoint))
+    said = registry.challenge_with_checkpoint(client, NAME, checkpoint, "export@crced")
+    assert said == f"{NAME} v{v1} is @{CHALLENGER}"
+    assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == v1
+
+    checkpoint.write_bytes(b"other weights")   # a checkpoint no version was exported from: the alias stays
+    said = registry.challenge_with_checkpoint(client, NAME, checkpoint, "export@crced")
+    assert "not moved" in said and "`dvc repro -f export@crced`" in said
+    assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == v1
 
 
 def test_history_is_trimmed_to_the_tag_limit(client):

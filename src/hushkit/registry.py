@@ -92,6 +92,18 @@ def set_challenger(client: Any, name: str, version: str) -> None:
     client.set_registered_model_alias(name, CHALLENGER, str(version))
 
 
+def challenge_with_checkpoint(client: Any, name: str, checkpoint: Path, export_stage: str) -> str:
+    """Make the version of `name` exported from `checkpoint` the challenger, and say what happened: where the store
+    holds no such version (exported against another store), the alias stays and the message names `export_stage`,
+    which registers it."""
+    version = checkpoint_version(client, name, checkpoint)
+    if version is None:
+        return (f"no version of {name} in {client.tracking_uri} holds its checkpoint (exported against another "
+                f"store): @{CHALLENGER} not moved; `dvc repro -f {export_stage}` registers it here")
+    set_challenger(client, name, version)
+    return f"{name} v{version} is @{CHALLENGER}"
+
+
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -155,15 +154,6 @@ def test_model_names_are_checked(folders, tmp_path):
 
 # --- the breakdown by the noise category a tagger predicts for each noisy file --------------------------------------
 
-@pytest.fixture(scope="module")
-def tagger_checkpoint(tmp_path_factory):
-    """An untrained tagger: its scores differ from file to file, which is all the breakdown's mechanics need."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tagger") / "model.pt"
-    save_checkpoint(path, build_model("tagcnn", channels=[8, 8], hidden=8).eval())
-    return path
-
-
 def evaluate_cli(folders, out, params, *args):
     """`hushkit evaluate` with the noisy input alone scored (fast), no DNSMOS and no listening examples."""
     params.write_text(yaml.safe_dump({"train": {"architectures": []}, "tagging": {"architectures": ["tagcnn", "gcnn"]},
@@ -172,23 +162,23 @@ def evaluate_cli(folders, out, params, *args):
                                     "--out", str(out), "--params", str(params), *map(str, args)])
 
 
-def test_tagger_breaks_the_scores_down_by_each_noisy_files_predicted_category(folders, tmp_path, tagger_checkpoint):
-    result = evaluate_cli(folders, tmp_path / "out", tmp_path / "params.yaml", "--tagger", tagger_checkpoint)
+def test_tagger_breaks_the_scores_down_by_each_noisy_files_predicted_category(folders, tmp_path, untrained_tagger_checkpoint):
+    result = evaluate_cli(folders, tmp_path / "out", tmp_path / "params.yaml", "--tagger", untrained_tagger_checkpoint)
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     per_file = pd.read_csv(out / "per_file.csv")
     # the tagger's own prediction on each prepared noisy file (the audio scored)
-    expected = predicted_categories(load_tagger(tagger_checkpoint),
+    expected = predicted_categories(load_tagger(untrained_tagger_checkpoint),
                                     {i: out / "audio" / "noisy" / f"{i}.wav" for i in per_file.id})
     assert dict(zip(per_file.id, per_file.predicted_category)) == dict(zip(expected.id, expected.predicted_category))
     assert set(pd.read_csv(out / "by_predicted_category.csv").predicted_category) == set(expected.predicted_category)
-    heading = f"By predicted noise category (predicted by {tagger_checkpoint}, not labelled): pesq"
+    heading = f"By predicted noise category (predicted by {untrained_tagger_checkpoint}, not labelled): pesq"
     assert f"## {heading}" in (out / "leaderboard.md").read_text() and heading in result.stdout
     assert f"<h2>{heading}</h2>" in (out / "report.html").read_text()
     assert "note:" not in result.stderr
 
 
-def test_the_default_tagger_is_the_repros_best_and_none_turns_it_off(folders, tmp_path, tagger_checkpoint,
+def test_the_default_tagger_is_the_repros_best_and_none_turns_it_off(folders, tmp_path, untrained_tagger_checkpoint,
                                                                      monkeypatch):
     from tests.test_cli_tag import repro_outputs
 
@@ -199,7 +189,7 @@ def test_the_default_tagger_is_the_repros_best_and_none_turns_it_off(folders, tm
         "note: scores not broken down by predicted noise category: data/tagging holds no trained and evaluated "
         "tagger of tagging.architectures (tagcnn, gcnn); --tagger CKPT names one"]
     assert not (tmp_path / "missing" / "by_predicted_category.csv").exists()
-    repro_outputs(Path("data/tagging"), tagger_checkpoint, {"tagcnn": 0.6, "gcnn": 0.7})
+    repro_outputs(Path("data/tagging"), untrained_tagger_checkpoint, {"tagcnn": 0.6, "gcnn": 0.7})
     found = evaluate_cli(folders, tmp_path / "found", tmp_path / "params.yaml")
     assert found.exit_code == 0 and found.stderr == ""
     assert "(predicted by data/tagging/train/gcnn/model.pt, not labelled)" in (tmp_path / "found" /

@@ -19,16 +19,8 @@ RATE = 16000
 
 
 @pytest.fixture(scope="module")
-def tagger_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tagger") / "model.pt"
-    save_checkpoint(path, build_model("tagcnn", channels=[8, 8], hidden=8).eval())
-    return path
-
-
-@pytest.fixture(scope="module")
-def tagger(tagger_path):
-    return load_tagger(tagger_path)
+def tagger(untrained_tagger_checkpoint):
+    return load_tagger(untrained_tagger_checkpoint)
 
 
 def probabilities(tagger, audio: np.ndarray) -> np.ndarray:

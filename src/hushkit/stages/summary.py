@@ -28,7 +28,7 @@ from hushkit.evaluation.results import write_evaluation
 from hushkit.evaluation.scoring import test_split
 from hushkit.io import atomic_path, read_table, write_json
 from hushkit.metrics import METRICS
-from hushkit.registry import CHALLENGER, REGISTERED_MODEL, checkpoint_version, set_challenger
+from hushkit.registry import REGISTERED_MODEL, challenge_with_checkpoint
 from hushkit.stages._cli import stage_main
 from hushkit.tagging.summary import report_part
 from hushkit.timing import read_timing, write_timing
@@ -163,13 +163,7 @@ def run(section: dict[str, Any], *, evaluate: Path, train: Path, baseline: Path,
 
     client = MlflowClient()
     name = mlflow_params.get("registered_model") or REGISTERED_MODEL
-    version = checkpoint_version(client, name, train / best / "model.pt")
-    if version is not None:
-        set_challenger(client, name, version)
-        registry = f"registry version {version} is @{CHALLENGER}"
-    else:
-        registry = (f"no registered version in {mlflow.get_tracking_uri()} holds its checkpoint (exported against "
-                    f"another store): @{CHALLENGER} not moved; `dvc repro -f export@{best}` registers it here")
+    registry = challenge_with_checkpoint(client, name, train / best / "model.pt", f"export@{best}")
     measured = dict(zip(timing.system, timing.rtf))
     with mlflow.start_run(run_id=tracking.parent_run_id(mlflow, pipeline_params)):
         mlflow.set_tag("best_architecture", best)

@@ -23,7 +23,7 @@ import numpy as np
 from hushkit import tracking
 from hushkit.config import TaggingParams
 from hushkit.io import read_table, write_json
-from hushkit.registry import CHALLENGER, REGISTERED_TAGGER, checkpoint_version, set_challenger
+from hushkit.registry import REGISTERED_TAGGER, challenge_with_checkpoint
 from hushkit.stages._cli import stage_main
 from hushkit.tagging.labels import LabelSet
 from hushkit.tagging.metrics import label_confusion
@@ -75,13 +75,7 @@ def run(section: dict[str, Any], *, evaluate: Path, train: Path, out: Path, pipe
     mlflow = tracking.setup(mlflow_params)
     client = MlflowClient()
     name = tagging.registered_model or REGISTERED_TAGGER
-    version = checkpoint_version(client, name, train / best / "model.pt")
-    if version is not None:
-        set_challenger(client, name, version)
-        registry = f"{name} v{version} is @{CHALLENGER}"
-    else:
-        registry = (f"no version of {name} in {mlflow.get_tracking_uri()} holds its checkpoint (exported against "
-                    f"another store): @{CHALLENGER} not moved; `dvc repro -f tag-export@{best}` registers it here")
+    registry = challenge_with_checkpoint(client, name, train / best / "model.pt", f"tag-export@{best}")
     with mlflow.start_run(run_id=tracking.parent_run_id(mlflow, pipeline_params)):
         mlflow.set_tag("best_tagger", best)
         mlflow.log_metrics({f"{arch}.{score}": value["mean"] for arch, entry in record["taggers"].items()

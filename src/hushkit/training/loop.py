@@ -26,7 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hushkit.config import TrainConfig
 from hushkit.training.data import TrainingSource, ValidationSource
 from hushkit.training.distributed import Processes
-from hushkit.training.hooks import Batch, TrainingHook, training_hooks
+from hushkit.training.hook_set import training_hooks
+from hushkit.training.hooks import Batch, TrainingHook
 from hushkit.training.losses import combined_loss
 from hushkit.training.schedules import make_scheduler
 from hushkit.training.state import load_training_state, save_training_state
@@ -87,7 +88,7 @@ class Trainer:
     targets) batch of each global step. `val` gives the fixed validation batches (the fixed pairs; the validation
     clips). `config.segment` (samples per training crop) must be set.
 
-    The hooks `config` turns on (hushkit.training.hooks.training_hooks) are in `hooks`, by key.
+    The hooks `config` turns on (hushkit.training.hook_set.training_hooks) are in `hooks`, by key.
 
     With a `state_path`, every `config.checkpoint_every`-th epoch saves the whole training state there, and `fit()`
     continues from a state saved under the same `fingerprint` (the caller's hash of settings and data) to the same
