@@ -2,11 +2,13 @@
 train to the weights of one process with the same global batch; rank 0 alone reports and saves the state, which a
 restarted pair resumes from; what cannot run distributed is refused in one line.
 
-The two processes are forked from this one with the environment torchrun gives its workers (WORLD_SIZE, RANK,
-LOCAL_RANK, MASTER_ADDR, MASTER_PORT), and run tests/training/distributed_worker.py, which torchrun can start as
-well."""
+The two processes start from a fork server (a clean process: forking this one, whose earlier tests left threads
+behind, can copy a lock another thread holds and hang the child) with the environment torchrun gives its workers
+(WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), and run tests/training/distributed_worker.py, which
+torchrun can start as well. A child still stuck near the time limit prints every thread's stack and exits."""
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import shutil
@@ -38,6 +40,7 @@ def _free_port() -> int:
 
 
 def _rank(rank: int, port: int, argv: list[str]) -> None:
+    faulthandler.dump_traceback_later(LAUNCH_TIMEOUT_S - 60, exit=True)   # a hang says where, before the kill
     os.environ.update(WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     distributed_worker.main(argv)
@@ -45,9 +48,9 @@ def _rank(rank: int, port: int, argv: list[str]) -> None:
 
 def launch(*argv: str) -> None:
     """distributed_worker.main(argv) in WORLD_SIZE processes, as torchrun would start them; both must succeed."""
-    import torch._dynamo  # noqa: F401 - DDP's constructor imports it (seconds): once here, not in every child
-
-    context = multiprocessing.get_context("fork")  # the children share this process's imports: a fast start
+    context = multiprocessing.get_context("forkserver")
+    # Imported once by the fork server, not by every child: DDP's constructor imports torch._dynamo (seconds).
+    context.set_forkserver_preload(["torch._dynamo", "tests.training.distributed_worker"])
     port = _free_port()
     processes = [context.Process(target=_rank, args=(rank, port, list(argv))) for rank in range(WORLD_SIZE)]
     for process in processes:
