@@ -1,6 +1,7 @@
 """The `hushkit` command."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -229,7 +230,7 @@ def evaluate(
     from hushkit.evaluation.folders import evaluate_folders
     from hushkit.io import OutputError
     from hushkit.params import load_params
-    from hushkit.tagging.inference import load_tagger
+    from hushkit.tagging.inference import load_tagger, predicted_categories
 
     params = load_params(params_file) if params_file.is_file() else {"train": {"architectures": []}, "evaluate": {}}
     settings = params.get("evaluate", {})
@@ -247,7 +248,8 @@ def evaluate(
         board = evaluate_folders(clean, noisy, out, models=_models(model, params), baselines=baselines,
                                  dnsmos_files=settings.get("dnsmos_files"),
                                  report_examples=int(settings.get("report_examples", 4)), overwrite=overwrite,
-                                 tagger=None if checkpoint is None else load_tagger(checkpoint),
+                                 categorise=None if checkpoint is None else partial(predicted_categories,
+                                                                                    load_tagger(checkpoint)),
                                  tagger_name=str(checkpoint or ""))
     typer.echo((out / "leaderboard.md").read_text())
     if note:  # after the evaluation: an input's error stays the one line a failed run prints

@@ -162,7 +162,8 @@ def evaluate_cli(folders, out, params, *args):
                                     "--out", str(out), "--params", str(params), *map(str, args)])
 
 
-def test_tagger_breaks_the_scores_down_by_each_noisy_files_predicted_category(folders, tmp_path, untrained_tagger_checkpoint):
+def test_tagger_breaks_the_scores_down_by_each_noisy_files_predicted_category(folders, tmp_path,
+                                                                             untrained_tagger_checkpoint):
     result = evaluate_cli(folders, tmp_path / "out", tmp_path / "params.yaml", "--tagger", untrained_tagger_checkpoint)
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"

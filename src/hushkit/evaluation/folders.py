@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,10 @@ from hushkit.evaluation.results import write_evaluation
 from hushkit.evaluation.scoring import example_ids, score_system, spread
 from hushkit.io import atomic_folder
 from hushkit.mixing import snr_db, snr_level
-from hushkit.models import Tagger
-from hushkit.tagging.inference import predicted_categories
+
+# Noise categories predicted per file (id → noisy audio file in, a table of id, predicted_category, probability
+# out): hushkit.tagging.inference.predicted_categories bound to a tagger.
+Categorise = Callable[[Mapping[str, Path]], pd.DataFrame]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 LENGTH_TOLERANCE_S = 0.01   # a clean/noisy pair may differ by this much (codec padding); longer ones are cut to it
@@ -116,12 +119,13 @@ def prepare(pairs: list[tuple[str, Path, Path]], work: Path, rate: int) -> pd.Da
 
 def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, str], baselines: list[str],
                      rate: int = 16000, dnsmos_files: int | None = None, report_examples: int = 4,
-                     overwrite: bool = False, tagger: Tagger | None = None, tagger_name: str = "") -> pd.DataFrame:
+                     overwrite: bool = False, categorise: Categorise | None = None,
+                     tagger_name: str = "") -> pd.DataFrame:
     """Score every baseline and model (name → reference) on the paired folders; writes the evaluation to `out`
     and returns the leaderboard. `out` must be missing or an empty folder unless `overwrite`, which replaces it as
-    a whole once the new evaluation is complete (never a folder holding the inputs). With a `tagger` (named
-    `tagger_name` in the report), the scores are also broken down by the noise category it predicts for each
-    noisy file."""
+    a whole once the new evaluation is complete (never a folder holding the inputs). With `categorise` (a tagger's
+    predictions, named `tagger_name` in the report), the scores are also broken down by the noise category it
+    predicts for each noisy file."""
     clean, noisy, out = Path(clean), Path(noisy), Path(out)
     for name in models:
         check_system_name(name, {"noisy", *baselines})
@@ -134,8 +138,8 @@ def evaluate_folders(clean: Path, noisy: Path, out: Path, *, models: dict[str, s
     with atomic_folder(out, replace=overwrite) as work_out:
         work = work_out / "audio"
         test = prepare(pairs, work, rate)
-        predicted = None if tagger is None else predicted_categories(
-            tagger, {row.id: work / row.noisy_path for row in test.itertuples()})
+        predicted = None if categorise is None else categorise(
+            {row.id: work / row.noisy_path for row in test.itertuples()})
         kinds = {"noisy": "input", **{b: "baseline" for b in baselines if b != "noisy"},
                  **{name: "model" for name in models}}
         specs = {name: systems.baseline(name) for name in kinds if kinds[name] != "model"}

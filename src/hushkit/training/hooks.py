@@ -27,7 +27,6 @@ from typing import Any, ContextManager, NamedTuple
 import torch
 
 
-
 class Batch(NamedTuple):
     """One training step's batch. A tagger's: noisy = the waveforms, clean = the multi-hot targets, enhanced = the
     logits."""
