@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             torch.save({"weights": trainer.model.state_dict(), "history": trainer.history, "reported": reported},
                        args.out / f"{run}.rank{processes.rank}.pt")
+            del trainer   # its DDP wrapper goes while the process group is still there
 
 
 if __name__ == "__main__":

@@ -203,5 +203,8 @@ def torchrun_processes(device: torch.device) -> Iterator[Processes]:
         dist.init_process_group("gloo")
     try:
         yield Processes(rank=rank, world_size=world_size, device=device)
+        # Every process's collectives are complete before the group goes: a process whose last one is still queued
+        # when the group is destroyed waits on it for good once its peer has exited (seen with gloo at exit).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
