@@ -24,7 +24,7 @@ from hushkit.cli import app
 from hushkit.cli_tag import best_tagger
 from hushkit.mixing import at_level, mix_at_snr
 from hushkit.models import build_model, save_checkpoint
-from hushkit.tagging.labels import DEFAULT_LABELS
+from hushkit.models.tagger import DEFAULT_LABELS
 
 runner = CliRunner()
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-small"

@@ -80,6 +80,16 @@ def test_every_module_a_stage_imports_is_a_dependency(name):
     assert not missing, f"dvc.yaml stage {name!r} imports {missing} but does not list them as deps"
 
 
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_every_code_dependency_is_imported(name):
+    """No stale code deps either: a module the stage no longer imports would rerun it for nothing."""
+    stage = stages()[name]
+    closure = import_closure(stage_module(stage))
+    code = [Path(d) for d in stage_body(stage)["deps"] if d.startswith("src/")]
+    stale = sorted(str(dep) for dep in code if not any(path == dep or dep in path.parents for path in closure))
+    assert not stale, f"dvc.yaml stage {name!r} lists {stale} as deps but never imports them"
+
 def test_the_import_closure_follows_lazy_and_package_imports():
     closure = import_closure("hushkit.stages.train")
     assert Path("src/hushkit/params.py") in closure  # architecture_params

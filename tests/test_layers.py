@@ -34,6 +34,34 @@ def test_imports_point_down(name):
         assert not {m for m in imported if m.startswith("hushkit.stages")}, f"library module {name} imports a stage"
 
 
+def top_level(name: str) -> str:
+    """hushkit.models.crnn -> models; hushkit.io -> io; hushkit -> hushkit."""
+    return name.split(".")[1] if "." in name else name
+
+
+def test_the_library_packages_import_each_other_without_cycles():
+    """Layers, not a web: between hushkit's top-level modules and packages (models, tagging, evaluation, ...),
+    imports form no cycle, so a lower layer never reaches up to one that builds on it."""
+    edges: dict[str, set[str]] = {}
+    for name, path in modules().items():
+        for imported in imported_modules(path, name):
+            if top_level(imported) not in (top_level(name), "hushkit"):
+                edges.setdefault(top_level(name), set()).add(top_level(imported))
+    done: set[str] = set()
+
+    def visit(node: str, trail: tuple[str, ...]) -> None:
+        if node in trail:
+            cycle = trail[trail.index(node):] + (node,)
+            raise AssertionError("imports run in a cycle: " + " -> ".join(cycle))
+        if node not in done:
+            for target in sorted(edges.get(node, ())):
+                visit(target, trail + (node,))
+            done.add(node)
+
+    for node in sorted(edges):
+        visit(node, ())
+
+
 def test_flows_and_benchmarks_use_the_library_not_the_stages():
     scripts = sorted((ROOT / "pipelines").rglob("*.py")) + sorted((ROOT / "benchmarks").rglob("*.py"))
     for path in scripts:

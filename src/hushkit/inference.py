@@ -37,7 +37,7 @@ class Enhancer:
 
     def streamer(self):
         """A fresh StreamingEnhancer of this model; ValueError when the model cannot stream."""
-        from hushkit.streaming import StreamingEnhancer
+        from hushkit.models.streaming import StreamingEnhancer
 
         if self.model is None:
             raise ValueError(f"{self.description}: streaming needs a hushkit checkpoint (.pt or an MLflow model), "

@@ -10,7 +10,7 @@ import torch
 from hushkit.models import build_model, load_checkpoint, save_checkpoint
 from hushkit.models.complexity import macs_per_second
 from hushkit.models.gtcrn import apply_banded, banded, erb_matrices
-from hushkit.streaming import stream_enhance
+from hushkit.models.streaming import stream_enhance
 from tests.models.spectral import prepared_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

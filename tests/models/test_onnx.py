@@ -10,7 +10,7 @@ import torch
 from hushkit.models import available_models, load_checkpoint, save_checkpoint
 from hushkit.models.onnx_export import export_onnx, export_streaming_step, onnx_parity, onnx_session, \
     run_streaming_step
-from hushkit.streaming import streaming_models
+from hushkit.models.streaming import streaming_models
 from tests.models.spectral import trained_like
 
 ATOL = 1e-4

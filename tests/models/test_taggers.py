@@ -9,7 +9,7 @@ import torch
 
 from hushkit.models import Denoiser, Tagger, available_models, build_model, load_checkpoint, save_checkpoint
 from hushkit.models.tagger import attention_pooled_logits
-from hushkit.tagging.labels import DEFAULT_LABELS
+from hushkit.models.tagger import DEFAULT_LABELS
 
 TAGGERS = available_models("tagger")
 LABELS = ["hum", "white", "speech"]

@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hushkit.models.tagger import DEFAULT_LABELS
 from hushkit.synthetic.noise import CATEGORIES
-from hushkit.tagging.labels import DEFAULT_LABELS, SPEECH, LabelSet, split_labels
+from hushkit.tagging.labels import SPEECH, LabelSet, split_labels
 
 
 def test_default_labels_are_the_synthetic_categories_and_speech():

@@ -274,7 +274,7 @@ class SpectralMaskDenoiser(Denoiser):
         mask = self.estimate_mask(self.normalise(self._log_magnitude(real, imag)))
         return real * mask, imag * mask
 
-    # Streaming (hushkit.streaming): a model whose spectral mapping is causal over frames can run frame block by
+    # Streaming (hushkit.models.streaming): a model whose spectral mapping is causal over frames can run frame block by
     # frame block, carrying its state; it says so (``supports_streaming``), gives its initial state and either
     # ``estimate_mask_step`` (real-mask models) or, for any other mapping, ``enhance_spectrum_step``.
     @property

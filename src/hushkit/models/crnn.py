@@ -13,7 +13,7 @@ Neural Network for Real-Time Speech Enhancement", simplified for CPU training an
 Streaming (``causal=True``, the default, is causal as built: ``ConvSTFT`` frames end with their hop block, the
 convs look back only, the RNN is unidirectional): the state carried between frame blocks is the last
 ``time_kernel - 1`` input frames of each conv and the RNN hidden (and LSTM cell) state (``stream_state``,
-``estimate_mask_step``; ``hushkit.streaming`` does the STFT side). Nothing else looks across frames.
+``estimate_mask_step``; ``hushkit.models.streaming`` does the STFT side). Nothing else looks across frames.
 ONNX (``dynamo=False``): one GRU/LSTM node per layer, the time axis stays dynamic.
 """
 from __future__ import annotations

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hushkit.models.base import capture_init, register_model
-from hushkit.models.tagger import Tagger, attention_pooled_logits, check_positive
-from hushkit.tagging.labels import DEFAULT_LABELS
+from hushkit.models.tagger import DEFAULT_LABELS, Tagger, attention_pooled_logits, check_positive
 
 
 class GatedConv(nn.Module):

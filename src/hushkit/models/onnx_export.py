@@ -86,7 +86,7 @@ def step_state_names(model_states: int) -> list[str]:
 
 
 def export_streaming_step(model: torch.nn.Module, path: str | os.PathLike, *, opset: int = 17) -> Path:
-    """Export the streaming step of a streamable model (``hushkit.streaming.StreamingStep``: the same module
+    """Export the streaming step of a streamable model (``hushkit.models.streaming.StreamingStep``: the same module
     ``StreamingEnhancer`` runs) as one self-contained ONNX graph at `path`, atomically.
 
     One call takes the next hop of input and the state, and returns a hop of output and the new state:
@@ -108,7 +108,7 @@ def export_streaming_step(model: torch.nn.Module, path: str | os.PathLike, *, op
     does both). The file's metadata (``metadata_props``) holds ``sample_rate``, ``hop``, ``n_fft``,
     ``output_delay_samples`` (n_fft - hop), ``model`` and ``args`` (JSON).
     """
-    from hushkit.streaming import StreamingStep, check_streamable
+    from hushkit.models.streaming import StreamingStep, check_streamable
 
     model = check_streamable(model)
     step = StreamingStep(model)

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hushkit.models.base import capture_init, register_model
-from hushkit.models.tagger import Tagger, check_positive
-from hushkit.tagging.labels import DEFAULT_LABELS
+from hushkit.models.tagger import DEFAULT_LABELS, Tagger, check_positive
 
 
 class ConvBlock(nn.Module):

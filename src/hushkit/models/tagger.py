@@ -3,7 +3,7 @@
 ``model.sample_rate``; and ``frame_probabilities(waveform) -> (B, frames, C)``, the per-frame presence
 probabilities behind them, ``frame_hop_seconds`` apart, for tagging a recording segment by segment.
 
-Every tagger runs the log-mel front end (hushkit.tagging.frontend) inside itself, so it takes audio like a
+Every tagger runs the log-mel front end (hushkit.models.logmel) inside itself, so it takes audio like a
 denoiser does; the features are normalised per mel band by statistics ``prepare`` learns once from training audio
 (buffers in the state_dict). The label names are a constructor argument, so a checkpoint names its own outputs.
 A subclass implements ``outputs(features (B, frames, n_mels)) -> (clip logits, frame probabilities)`` and sets
@@ -17,8 +17,13 @@ import torch
 from torch import Tensor
 
 from hushkit.models.base import Model, capture_init
-from hushkit.tagging.frontend import LogMel
-from hushkit.tagging.labels import DEFAULT_LABELS
+from hushkit.models.logmel import LogMel
+
+# The synthetic corpus's procedural noise categories (hushkit.synthetic.noise.CATEGORIES, sorted) and `speech`
+# (hushkit.tagging.labels.SPEECH): the labels of a tagger built without any (a checkpoint always records the ones
+# it was trained on).
+DEFAULT_LABELS = ("babble", "brown", "clatter", "fan", "hum", "keyboard", "music", "pink", "rain", "siren",
+                  "traffic", "white", "speech")
 
 
 class Tagger(Model):

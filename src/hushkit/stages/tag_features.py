@@ -10,7 +10,7 @@ stage's speaker- and noise-instance-disjoint splits (its pools.csv), rendered an
     out/summary.json                      sample rate, clip length, clips per split and subset
     out/checks/                           the data checks' results
 
-The taggers compute their log-mel features inside themselves (hushkit.tagging.frontend), so what is cached here
+The taggers compute their log-mel features inside themselves (hushkit.models.logmel), so what is cached here
 is the clips' audio: reading, trimming and mixing happen once, and training only slices arrays.
 """
 from __future__ import annotations

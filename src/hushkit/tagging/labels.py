@@ -14,10 +14,6 @@ import pandas as pd
 
 SPEECH = "speech"
 SEPARATOR = ";"
-# The synthetic corpus's procedural noise categories (hushkit.synthetic.noise.CATEGORIES, sorted) and speech: the
-# labels of a tagger built without any (a checkpoint always records the ones it was trained on).
-DEFAULT_LABELS = ("babble", "brown", "clatter", "fan", "hum", "keyboard", "music", "pink", "rain", "siren",
-                  "traffic", "white", SPEECH)
 
 
 @dataclass(frozen=True)

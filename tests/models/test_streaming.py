@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hushkit.models import build_model
-from hushkit.streaming import StreamingEnhancer, stream_enhance, streaming_models
+from hushkit.models.streaming import StreamingEnhancer, stream_enhance, streaming_models
 
 ATOL = 1e-4
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from hushkit.tagging.frontend import LOG_FLOOR, LogMel, mel_filterbank
+from hushkit.models.logmel import LOG_FLOOR, LogMel, mel_filterbank
 
 
 def test_mel_filters_are_librosas_htk_filters():
