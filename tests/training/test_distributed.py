@@ -5,7 +5,9 @@ restarted pair resumes from; what cannot run distributed is refused in one line.
 The two processes start from a fork server (a clean process: forking this one, whose earlier tests left threads
 behind, can copy a lock another thread holds and hang the child) with the environment torchrun gives its workers
 (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), and run tests/training/distributed_worker.py, which
-torchrun can start as well. A child still stuck near the time limit prints every thread's stack and exits."""
+torchrun can start as well. Each process leaves through ``torchrun_processes``, whose barrier keeps either from
+tearing the process group down while its peer still has a collective queued (the hang these tests once met). A
+child still stuck near the time limit prints every thread's stack and exits."""
 from __future__ import annotations
 
 import faulthandler

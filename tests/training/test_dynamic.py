@@ -19,8 +19,9 @@ EVERYTHING = {"second_noise": 0.5, "eq": 0.5, "bandlimit": 0.5, "clipping": 0.3,
               "reverb": {"p": 0.5, "target": "early", "early_ms": 50.0}}
 
 
-def pool(kind: str, count: int, seed: int) -> Pool:
-    """Speech-like (bursts with pauses) or noise-like (steady) signals of random lengths, packed like the pools."""
+def pool(kind: str, count: int, seed: int, speakers: list[str] | None = None) -> Pool:
+    """Speech-like (bursts with pauses) or noise-like (steady) signals of random lengths, packed like the pools
+    (without `speakers`, every utterance is its own speaker's)."""
     rng = np.random.default_rng(seed)
     parts = []
     for _ in range(count):
@@ -32,6 +33,8 @@ def pool(kind: str, count: int, seed: int) -> Pool:
         parts.append(audio.astype(np.float32))
     lengths = [len(p) for p in parts]
     index = pd.DataFrame({"offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]), "length": lengths})
+    if speakers is not None:
+        index["speaker"] = speakers
     return Pool(np.concatenate(parts), index, CPU)
 
 
@@ -70,7 +73,7 @@ def test_a_part_of_a_batch_is_that_part_of_the_whole_batch():
 
 
 @pytest.mark.parametrize("settings", [{}, {"second_noise": 1.0, "eq": 1.0, "bandlimit": 1.0,
-                                           "reverb": {"p": 1.0}}])
+                                           "reverb": {"p": 1.0}}, {"babble": {"p": 1.0}}])
 def test_the_realized_snr_is_the_drawn_one(settings):
     mix = mixer(**settings)
     draws = mix.draw(11, 16, 8000)
@@ -79,6 +82,32 @@ def test_the_realized_snr_is_the_drawn_one(settings):
     realized = [snr_db(s.numpy(), n.numpy(), RATE) for s, n in zip(made["speech"], made["noise"])]
     np.testing.assert_allclose(realized, draws.snr_db, atol=0.5)
     assert draws.snr_db.min() >= -5.0 and draws.snr_db.max() <= 25.0
+
+
+def test_babble_is_other_speakers_speech_and_leaves_every_other_draw_as_it_was():
+    speakers = ["a", "a", "b", "b", "c", "c"]
+
+    def mix(**settings) -> DynamicMixer:
+        return DynamicMixer(pool("speech", 6, 1, speakers), pool("noise", 4, 2), None, settings_of(settings), RATE,
+                            0, CPU)
+
+    babbling, plain = mix(babble={"p": 1.0, "talkers": 3}), mix()
+    draws, before = babbling.draw(5, 32, 8000), plain.draw(5, 32, 8000)
+    for name, value in vars(before).items():
+        if not name.startswith("babble"):
+            np.testing.assert_array_equal(getattr(draws, name), value, err_msg=name)
+    assert draws.babble_on.all() and not before.babble_on.any() and draws.babble_rows.shape == (32, 3)
+    own = np.array(speakers)[draws.speech_row][:, None]
+    assert not (np.array(speakers)[draws.babble_rows] == own).any()
+    noise = babbling.components(draws, 8000)["noise"]
+    talkers = torch.stack([babbling.speech.crops(draws.babble_rows[:, k], draws.babble_starts[:, k], 8000, loop=True)
+                           for k in range(3)], 1)
+    expected = (talkers / talkers.square().mean(-1, keepdim=True).sqrt()).sum(1)
+    torch.testing.assert_close(noise / noise.norm(dim=-1, keepdim=True),
+                               expected / expected.norm(dim=-1, keepdim=True), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="at least two speakers"):
+        DynamicMixer(pool("speech", 2, 1, ["a", "a"]), pool("noise", 2, 2), None,
+                     settings_of({"babble": {"p": 0.5}}), RATE, 0, CPU)
 
 
 def test_levels_are_drawn_and_nothing_exceeds_the_peak_limit():
@@ -116,7 +145,8 @@ def test_reverberation_convolves_the_speech_and_its_target_is_the_early_or_dry_s
 
 
 def test_settings_are_checked_naming_the_key():
-    with pytest.raises(ValueError, match=r"^train.dynamic_mixing: unknown key 'snr'; known: bandlimit, clipping, "):
+    with pytest.raises(ValueError,
+                       match=r"^train.dynamic_mixing: unknown key 'snr'; known: babble, bandlimit, clipping, "):
         settings_of({"snr": 3})
     with pytest.raises(ValueError, match=r"^train.dynamic_mixing.clipping must be in \[0.0, 1.0\] \(a probability\)"):
         settings_of({"clipping": 2})

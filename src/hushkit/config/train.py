@@ -113,6 +113,15 @@ class ReverbParams(Section):
 
 
 @dataclass(frozen=True)
+class BabbleParams(Section):
+    """`babble`: the probability that an example's (first) noise is babble of `talkers` other training speakers'
+    speech, summed at equal levels, instead of a noise crop."""
+
+    p: float = param(0.0, rule=PROBABILITY)
+    talkers: int = param(4, rule=at_least(1))
+
+
+@dataclass(frozen=True)
 class AttenuationLimitParams(Section):
     """`attenuation_limit`: how far the trained model may attenuate its input (hushkit.training.calibration).
     `db`: null (no limit), a number of dB, or `auto`: chosen after training on up to `utterances` validation
@@ -140,6 +149,7 @@ class DynamicMixingParams(Section):
     bandlimit: float = param(0.0, rule=PROBABILITY)  # a random low-pass at 3.4-7 kHz
     clipping: float = param(0.0, rule=PROBABILITY)  # clipping the mixture at 25-80 % of its peak
     reverb: ReverbParams = param(factory=ReverbParams)
+    babble: BabbleParams = param(factory=BabbleParams)
 
     def check(self) -> None:
         if self.level_dbfs.high > 0:

@@ -1,7 +1,10 @@
 """Dynamic mixing: every training step mixes fresh examples from packed clean speech, packed noise and the RIR bank.
 
 Each example draws a speech crop, one or two noise crops (summed), an SNR, a level, and optional reverberation,
-equalisation, band-limiting and clipping (`train.common.dynamic_mixing`). Every draw comes from a generator seeded
+equalisation, band-limiting and clipping (`train.common.dynamic_mixing`). With `babble.p`, the first noise of an
+example is instead babble: crops of `babble.talkers` utterances of other training speakers, summed at equal levels
+(pools of recorded non-speech sounds have no talkers in the background; a model that never heard any mistakes
+them for the speech it keeps, or the speech for them). Every draw comes from a generator seeded
 by (seed, step) alone, so step N's batch is the same whenever it is made: a killed run resumes to the same weights,
 and a batch split across processes is the same batch.
 
@@ -54,6 +57,9 @@ class Draws:
     band_hz: np.ndarray
     clip_on: np.ndarray
     clip_fraction: np.ndarray
+    babble_on: np.ndarray
+    babble_rows: np.ndarray  # (n, talkers) speech pool rows, none of the example's own speaker
+    babble_starts: np.ndarray  # (n, talkers)
 
 
 class Pool:
@@ -62,6 +68,9 @@ class Pool:
     def __init__(self, audio: np.ndarray, index: pd.DataFrame, device: torch.device):
         self.audio = torch.from_numpy(np.array(audio, dtype=np.float32)).to(device)  # a copy: pools are read-only maps
         self.lengths = np.array(index.length, dtype=np.int64)
+        # speaker codes (every row its own speaker when the index names none)
+        speakers = index["speaker"] if "speaker" in index else pd.Series(np.arange(len(index)))
+        self.speakers = pd.factorize(speakers.astype(str))[0]
         self.offset = torch.tensor(np.array(index.offset, dtype=np.int64), device=device)
         self.length = torch.tensor(self.lengths, device=device)
         if len(self.lengths) == 0 or (self.lengths <= 0).any():
@@ -92,6 +101,8 @@ class DynamicMixer:
                  sample_rate: int, seed: int, device: torch.device):
         self.speech, self.noise, self.settings = speech, noise, settings
         self.sample_rate, self.seed, self.device = int(sample_rate), int(seed), device
+        if settings.babble.p > 0 and len(np.unique(speech.speakers)) < 2:
+            raise ValueError("train.dynamic_mixing.babble.p > 0 needs training speech of at least two speakers")
         if settings.reverb.p > 0 and (rirs is None or len(rirs) == 0):
             raise ValueError("train.dynamic_mixing.reverb.p > 0 needs training RIRs (the rirs stage's train split)")
         self.rirs = None
@@ -121,7 +132,7 @@ class DynamicMixer:
         else:
             snr_db = np.clip(rng.normal(snr.mean, snr.std, n), snr.low, snr.high)
         n_rirs = len(self.rirs) if self.rirs is not None else 1
-        return Draws(
+        drawn = dict(
             speech_row=speech_row, speech_start=speech_start, noise_row=noise_row, noise_start=noise_start,
             second_row=second_row, second_start=second_start, second_on=rng.random(n) < s.second_noise,
             second_db=rng.uniform(-6.0, 0.0, n), snr_db=snr_db, level_db=rng.uniform(level.low, level.high, n),
@@ -131,6 +142,17 @@ class DynamicMixer:
             eq_high_hz=np.exp(rng.uniform(np.log(2000.0), np.log(6000.0), n)),
             band_on=rng.random(n) < s.bandlimit, band_hz=rng.uniform(3400.0, 7000.0, n),
             clip_on=rng.random(n) < s.clipping, clip_fraction=rng.uniform(0.25, 0.8, n))
+        # drawn after the rest, so turning babble on leaves every other draw of a step as it was
+        babble_rows = rng.integers(0, len(self.speech), (n, s.babble.talkers))
+        own = self.speech.speakers[speech_row][:, None]
+        for _ in range(100):  # redraw the talkers who are the example's own speaker
+            clash = self.speech.speakers[babble_rows] == own
+            if not clash.any():
+                break
+            babble_rows[clash] = rng.integers(0, len(self.speech), int(clash.sum()))
+        babble_starts = (rng.random(babble_rows.shape) * self.speech.lengths[babble_rows]).astype(np.int64)
+        return Draws(**drawn, babble_on=rng.random(n) < s.babble.p, babble_rows=babble_rows,
+                     babble_starts=babble_starts)
 
     # ------------------------------------------------------------------------------------------------ audio
     def components(self, draws: Draws, segment: int, part: slice = slice(None)) -> dict[str, torch.Tensor]:
@@ -138,7 +160,7 @@ class DynamicMixer:
         (B, segment) on the device, before clipping the noisy (kept as `clipped`)."""
         d = _take(draws, part)
         speech, target = self._speech(d, segment)
-        noise = self.noise.crops(d.noise_row, d.noise_start, segment, loop=True)
+        noise = self._babble(d, self.noise.crops(d.noise_row, d.noise_start, segment, loop=True))
         second = self.noise.crops(d.second_row, d.second_start, segment, loop=True)
         relative = torch.as_tensor(10.0 ** (d.second_db / 20.0) * d.second_on, dtype=torch.float32,
                                    device=self.device)[:, None]
@@ -188,6 +210,16 @@ class DynamicMixer:
             return speech, dry
         early = torch.fft.irfft(spectrum * torch.fft.rfft(self.early[rows], n=size), n=size)
         return speech, dry.index_copy(0, on, early[:, context:context + segment])
+
+    def _babble(self, d: Draws, noise: torch.Tensor) -> torch.Tensor:
+        """`noise` with the babble examples' crop replaced by their talkers' looped crops, each at unit RMS, summed."""
+        if not d.babble_on.any():
+            return noise
+        rows, starts = d.babble_rows[d.babble_on], d.babble_starts[d.babble_on]
+        talkers = self.speech.crops(rows.ravel(), starts.ravel(), noise.shape[-1], loop=True)
+        babble = (talkers / _rms(talkers)).reshape(*rows.shape, -1).sum(1)
+        on = torch.as_tensor(np.flatnonzero(d.babble_on), device=self.device)
+        return noise.index_copy(0, on, babble)
 
     def _colour(self, d: Draws, *signals: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The drawn EQ and band limit, the same curve for every signal of an example (zero phase, FFT domain)."""

@@ -1,7 +1,7 @@
 """Losses that work on waveforms, combined by weights from params (train.loss)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +51,22 @@ def multi_resolution_stft_loss(
 COMPRESSION = 0.3  # the field's power-law exponent: |X|^0.3
 
 
+class CompressedTerms(NamedTuple):
+    magnitude: torch.Tensor  # MSE of |X|^c
+    complex: torch.Tensor  # MSE of the compressed complex spectrum (real and imaginary summed)
+    undershoot: torch.Tensor  # MSE of max(|S|^c - |S_hat|^c, 0): the speech the estimate removed
+
+
 def compressed_spectra(estimate: torch.Tensor, clean: torch.Tensor, n_fft: int = 512, hop: int = 256,
-                       power: float = COMPRESSION) -> tuple[torch.Tensor, torch.Tensor]:
-    """(magnitude MSE, complex MSE) of power-law compressed spectra (Braun & Tashev 2021; the field's small causal
-    models train on these): |X|^c, and the complex spectrum with its magnitude compressed and its phase kept
-    (real and imaginary MSE summed). Compression keeps quiet speech bins in play without the log's blow-up on
-    digital silence."""
+                       power: float = COMPRESSION) -> CompressedTerms:
+    """The power-law compressed spectral errors (Braun & Tashev 2021; the field's small causal models train on
+    these): |X|^c, and the complex spectrum with its magnitude compressed and its phase kept. Compression keeps
+    quiet speech bins in play without the log's blow-up on digital silence.
+
+    ``undershoot`` counts only the bins where the estimate is weaker than the clean speech: weighted beside the
+    magnitude term it makes the loss asymmetric (Wilson et al. 2018, "Exploring tradeoffs in models for low-latency
+    speech enhancement"), so removing speech costs more than leaving noise, the trade a model makes on noise unlike
+    any it trained on."""
     real, imag = _stft_pair(estimate, clean, n_fft, hop)
     power_spec = real * real + imag * imag + EPS
     compressed = power_spec.pow(power / 2)  # |X|^c
@@ -65,15 +75,20 @@ def compressed_spectra(estimate: torch.Tensor, clean: torch.Tensor, n_fft: int =
     magnitude = F.mse_loss(compressed[:n], compressed[n:])
     complex_term = F.mse_loss((scale * real)[:n], (scale * real)[n:]) + F.mse_loss((scale * imag)[:n],
                                                                                    (scale * imag)[n:])
-    return magnitude, complex_term
+    undershoot = (compressed[n:] - compressed[:n]).clamp_min(0.0).pow(2).mean()
+    return CompressedTerms(magnitude, complex_term, undershoot)
 
 
 def compressed_magnitude_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    return compressed_spectra(estimate, clean)[0]
+    return compressed_spectra(estimate, clean).magnitude
 
 
 def compressed_complex_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    return compressed_spectra(estimate, clean)[1]
+    return compressed_spectra(estimate, clean).complex
+
+
+def compressed_undershoot_loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    return compressed_spectra(estimate, clean).undershoot
 
 
 def waveform_l1(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -84,10 +99,11 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "spectral": multi_resolution_stft_loss,
     "compressed_magnitude": compressed_magnitude_loss,
     "compressed_complex": compressed_complex_loss,
+    "compressed_undershoot": compressed_undershoot_loss,
     "waveform_l1": waveform_l1,
     "si_sdr": si_sdr_loss,
 }
-_COMPRESSED = ("compressed_magnitude", "compressed_complex")  # one STFT serves both when both are weighted
+_COMPRESSED = CompressedTerms._fields  # one STFT serves every weighted compressed term
 
 
 def combined_loss(weights: dict[str, float]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -101,13 +117,13 @@ def combined_loss(weights: dict[str, float]) -> Callable[[torch.Tensor, torch.Te
     active = {name: float(w) for name, w in weights.items() if float(w) != 0.0}
     if not active:
         raise ValueError("train.loss: every weight is zero; give at least one loss term a weight")
-    magnitude_w, complex_w = (active.pop(name, 0.0) for name in _COMPRESSED)
+    compressed_w = [active.pop(f"compressed_{field}", 0.0) for field in _COMPRESSED]
 
     def loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         total = sum(w * LOSSES[name](estimate, clean) for name, w in active.items())
-        if magnitude_w or complex_w:
-            magnitude, complex_term = compressed_spectra(estimate, clean)
-            total = total + magnitude_w * magnitude + complex_w * complex_term
+        if any(compressed_w):
+            terms = compressed_spectra(estimate, clean)
+            total = total + sum(w * term for w, term in zip(compressed_w, terms) if w)
         return total
 
     return loss
