@@ -122,8 +122,9 @@ def combined_loss(weights: dict[str, float]) -> Callable[[torch.Tensor, torch.Te
     def loss(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         total = sum(w * LOSSES[name](estimate, clean) for name, w in active.items())
         if any(compressed_w):
-            terms = compressed_spectra(estimate, clean)
-            total = total + sum(w * term for w, term in zip(compressed_w, terms) if w)
+            for w, term in zip(compressed_w, compressed_spectra(estimate, clean)):
+                if w:
+                    total = total + w * term
         return total
 
     return loss
